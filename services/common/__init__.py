@@ -1,0 +1,1 @@
+"""Code shared by every kikimimi service: generated gRPC stubs, settings, logging."""
