@@ -1,0 +1,8 @@
+"""The pocketsphinx engine: a real English recogniser behind the engine protocol (DESIGN.md §4).
+
+It speaks the protocol of vosk-server's `websocket/asr_server.py`, so the intermediate cannot
+tell it from a Vosk engine. `protocol` holds the per-connection state machine (sans-I/O),
+`recognizer` turns a pocketsphinx decoder and endpointer into partials and determined
+segments, `workers` runs the recognisers in worker processes, and `server` is the thin
+WebSocket layer.
+"""

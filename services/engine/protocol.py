@@ -1,0 +1,127 @@
+"""The engine protocol of one connection, without I/O (DESIGN.md §4, vosk-server's
+`websocket/asr_server.py`).
+
+`EngineSession` is fed the connection's messages. Text is a config (taken only before the
+first audio, as vosk-server builds its recogniser on the first audio frame; a later one is
+ignored), the exact bytes `{"eof" : 1}` (final segment, then close) or `{"reset" : 1}`
+(final segment, connection stays); anything else is a `ProtocolError` (close 1011).
+Audio is cut into whole samples — an odd last byte is carried to the next frame, where
+vosk-server would drop it and shift every later sample — and resampled to the model's rate
+when the client's config asked for another. `reply` renders a result as vosk-server does.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import math
+from typing import Any
+
+import numpy as np
+import soxr
+
+from services.engine.errors import ProtocolError
+from services.engine.recognizer import Partial, Result
+
+log = logging.getLogger(__name__)
+
+EOF_MESSAGE = '{"eof" : 1}'
+RESET_MESSAGE = '{"reset" : 1}'
+# Client rates the engine resamples from; others are refused (close 1011).
+MIN_RATE, MAX_RATE = 8000, 192000
+
+
+class Text(enum.Enum):
+    CONFIG = "config"  # no reply
+    EOF = "eof"  # final segment, then close 1000
+    RESET = "reset"  # final segment, keep the connection
+
+
+class EngineSession:
+    def __init__(self, model_rate: int) -> None:
+        self.model_rate = model_rate
+        self.sample_rate = float(model_rate)
+        self.words = True
+        self.started = False  # audio has arrived: config is final
+        self.bytes_received = 0
+        self._odd = b""
+        self._resampler: Any = None
+
+    @property
+    def audio_seconds(self) -> float:
+        return self.bytes_received / 2 / self.sample_rate
+
+    def on_text(self, text: str) -> Text:
+        if text == EOF_MESSAGE:
+            return Text.EOF
+        if text == RESET_MESSAGE:
+            return Text.RESET
+        try:
+            message = json.loads(text)
+        except ValueError:
+            raise ProtocolError("text frame is not JSON") from None
+        if not isinstance(message, dict) or not isinstance(message.get("config"), dict):
+            raise ProtocolError("text frame is neither a config nor the exact eof message")
+        if not self.started:
+            self._configure(message["config"])
+        return Text.CONFIG
+
+    def _configure(self, config: dict[str, Any]) -> None:
+        ignored = sorted(set(config) - {"sample_rate", "words"})
+        if ignored:
+            # Never load anything a client names (vosk-server's `model` loads any path).
+            log.info("ignoring config keys", extra={"keys": ignored})
+        if "sample_rate" in config:
+            rate = config["sample_rate"]
+            if isinstance(rate, bool) or not isinstance(rate, int | float | str):
+                raise ProtocolError(f"bad sample_rate {rate!r}")
+            try:
+                value = float(rate)
+            except ValueError:
+                raise ProtocolError(f"bad sample_rate {rate!r}") from None
+            if not (math.isfinite(value) and MIN_RATE <= value <= MAX_RATE):
+                raise ProtocolError(f"sample_rate {rate!r} outside {MIN_RATE}..{MAX_RATE}")
+            self.sample_rate = value
+        if "words" in config:
+            self.words = bool(config["words"])
+
+    def on_audio(self, data: bytes) -> bytes:
+        """Whole samples at the model's rate (possibly empty) for one binary frame."""
+        if not self.started:
+            self.started = True
+            if self.sample_rate != self.model_rate:
+                self._resampler = soxr.ResampleStream(
+                    self.sample_rate, self.model_rate, 1, dtype="int16"
+                )
+        self.bytes_received += len(data)
+        if self._odd:
+            data = self._odd + data
+        usable = len(data) - len(data) % 2
+        self._odd = data[usable:]
+        return self._resample(data[:usable], last=False)
+
+    def flush(self) -> bytes:
+        """The resampler's tail at the end of the audio (a dangling odd byte is dropped)."""
+        self._odd = b""
+        return self._resample(b"", last=True) if self._resampler is not None else b""
+
+    def _resample(self, pcm: bytes, *, last: bool) -> bytes:
+        if self._resampler is None:
+            return pcm
+        samples = np.frombuffer(pcm, dtype="<i2")
+        out = self._resampler.resample_chunk(samples, last=last)
+        return bytes(out.astype("<i2").tobytes())
+
+    def reply(self, result: Result) -> str:
+        """The JSON text frame answering one audio frame, eof or reset."""
+        if isinstance(result, Partial):
+            return json.dumps({"partial": result.text})
+        body: dict[str, Any] = {}
+        if self.words and result.words:
+            body["result"] = [
+                {"conf": w.conf, "end": w.end, "start": w.start, "word": w.word}
+                for w in result.words
+            ]
+        body["text"] = result.text
+        return json.dumps(body)
