@@ -14,7 +14,8 @@ $(STAMP): pyproject.toml requirements.lock
 
 ## run: the whole stack on loopback (ports in README), Ctrl-C stops it all
 run: $(STAMP)
-	$(BIN)/python -m services.devstack
+	@cat config/ports.txt
+	PATH="$(abspath $(BIN)):$$PATH" exec $(BIN)/honcho start -f Procfile
 
 ## test: everything this machine can check
 test: $(STAMP) lint typecheck

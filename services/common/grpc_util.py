@@ -1,0 +1,53 @@
+"""gRPC settings shared by every hop: keepalive, message limits, metadata keys."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import grpc
+from grpc_health.v1 import _async as health_aio  # the aio servicer; `health.aio` re-exports it
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+SESSION_ID_KEY = "x-session-id"
+TRACEPARENT_KEY = "traceparent"
+SUPPORTED_LANGUAGES_KEY = "x-supported-languages"
+SUPPORTED_PROCESSES_KEY = "x-supported-processes"
+
+# Keepalive on both sides, so a dead peer is noticed within seconds even when a session
+# is silent; the limits stay above any audio frame the endpoint forwards (64 KiB).
+CHANNEL_OPTIONS: Sequence[tuple[str, int]] = (
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+)
+SERVER_OPTIONS: Sequence[tuple[str, int]] = (
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.http2.max_ping_strikes", 0),
+    ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+)
+
+# The end of a stream read with call.read(); grpc-stubs (1.53) does not know it yet.
+EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def add_health(server: grpc.aio.Server) -> health_aio.HealthServicer:
+    """Serve grpc.health.v1 on `server`; the caller sets the status as readiness changes."""
+    servicer = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    return servicer
+
+
+def metadata_value(metadata: Iterable[Any] | None, key: str) -> str:
+    for k, v in metadata or ():
+        if k == key:
+            return v.decode() if isinstance(v, bytes) else v
+    return ""

@@ -1,0 +1,37 @@
+"""Process lifecycle shared by the services: stop signals and the drain deadline.
+
+SIGTERM (Kubernetes) and SIGINT (Ctrl-C) both start a drain; the services decide what a
+drain means for them. A second signal does not force anything: the drain deadline does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+log = logging.getLogger(__name__)
+
+
+def stop_requested_event() -> asyncio.Event:
+    """An event set by the first SIGTERM or SIGINT this process receives."""
+    loop = asyncio.get_running_loop()
+    event = asyncio.Event()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not event.is_set():
+            log.info("received %s: draining", sig.name)
+        event.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    return event
+
+
+def install_uvloop() -> None:
+    """Use uvloop where it is installed: the relay tiers spend their time in the loop."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; keep stdlib as fallback
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

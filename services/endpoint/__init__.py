@@ -1,0 +1,1 @@
+"""The endpoint: the public mimi-compatible WebSocket and HTTP API."""

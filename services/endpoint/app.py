@@ -1,0 +1,321 @@
+"""Wiring of the endpoint: the public WebSocket and HTTP API, health, metrics, drain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.common.http_server import serve_http
+from services.common.logs import session_id_var, summary
+from services.endpoint.audio import AudioNormaliser
+from services.endpoint.auth import Authenticator
+from services.endpoint.backend import BackendStream, RouterClient
+from services.endpoint.config import Settings
+from services.endpoint.errors import Refusal, SessionError, unavailable
+from services.endpoint.formats import FINISHED, ResultFormatter
+from services.endpoint.handshake import SessionParams, parse_handshake
+from services.endpoint.metrics import Metrics
+from services.endpoint.session import SessionLimits, WebSocketSession
+
+log = logging.getLogger("services.endpoint")
+
+# The largest frame uvicorn reads at all; frames between max_frame_bytes and this get
+# the endpoint's JSON error and close 1009, larger ones the library's bare 1009.
+WS_MAX_SIZE = 1024 * 1024
+POST_CHUNK_BYTES = 65536
+
+
+class Endpoint:
+    """Everything a session needs from the process: settings, router, auth, admission."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.router = RouterClient(settings.router_address, settings.max_session_seconds + 60)
+        self.auth = Authenticator(settings)
+        self.metrics = Metrics()
+        self.limits = SessionLimits(
+            max_frame_bytes=settings.max_frame_bytes,
+            idle_timeout=settings.idle_timeout,
+            max_session_seconds=settings.max_session_seconds,
+            final_timeout=settings.final_timeout,
+        )
+        self.active: Counter[str] = Counter()
+        self.draining = False
+        self.drain_expired = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -- admission ---------------------------------------------------------------------
+    def _check_origin(self, headers: Mapping[str, str]) -> None:
+        origin = headers.get("origin")
+        allowed = self.settings.allowed_origins
+        if origin and "*" not in allowed and origin not in allowed:
+            raise Refusal(403, "origin_not_allowed", f"origin {origin!r} is not allowed")
+
+    def _admit(self, params: SessionParams) -> None:
+        if self.draining:
+            raise unavailable(
+                "draining", "the server is shutting down", self.settings.retry_after_seconds
+            )
+        if self.active[params.process] >= self.settings.max_sessions_per_process:
+            raise unavailable(
+                "too_many_sessions",
+                f"the concurrent session limit for {params.process} is reached",
+                self.settings.retry_after_seconds,
+            )
+
+    @contextlib.contextmanager
+    def _counted(self, process: str) -> Iterator[None]:
+        self.active[process] += 1
+        self._idle.clear()
+        self.metrics.active.labels(process).inc()
+        try:
+            yield
+        finally:
+            self.active[process] -= 1
+            self.metrics.active.labels(process).dec()
+            if not +self.active:
+                self._idle.set()
+
+    async def _open(
+        self, headers: Mapping[str, str], query: Mapping[str, str], session_id: str
+    ) -> tuple[SessionParams, BackendStream]:
+        params = parse_handshake(headers, query)
+        self._check_origin(headers)
+        self.auth.check(params.token, params.process)
+        self._admit(params)
+        stream = await self.router.open(
+            session_id,
+            params,
+            headers.get("traceparent", ""),
+            self.settings.accept_timeout,
+            self.settings.retry_after_seconds,
+        )
+        return params, stream
+
+    def _refused(self, refusal: Refusal) -> JSONResponse:
+        self.metrics.refusals.labels(str(refusal.status), refusal.code).inc()
+        log.info(
+            "refused: %s",
+            refusal.message,
+            extra={"status": refusal.status, "code": refusal.code},
+        )
+        return JSONResponse(refusal.body(), refusal.status, headers=refusal.headers)
+
+    # -- WebSocket -----------------------------------------------------------------------
+    async def websocket_session(self, ws: WebSocket) -> None:
+        session_id = uuid.uuid4().hex
+        session_id_var.set(session_id)
+        headers = {k.lower(): v for k, v in ws.headers.items()}
+        query = dict(ws.query_params)
+        began = time.monotonic()
+        process = headers.get("x-mimi-process") or query.get("process") or "?"
+        with self._counted(process):
+            try:
+                params, stream = await self._open(headers, query, session_id)
+            except Refusal as refusal:
+                await ws.send_denial_response(self._refused(refusal))
+                return
+            await ws.accept()
+            session = WebSocketSession(
+                ws,
+                stream,
+                ResultFormatter(params.process, params.language, params.options, session_id),
+                AudioNormaliser(params.audio),
+                self.limits,
+                self.drain_expired,
+            )
+            result = await session.run()
+        self._record(params, result.outcome, result.audio_seconds)
+        if result.first_result_s is not None:
+            self.metrics.first_result.observe(result.first_result_s)
+        if result.final_after_break_s is not None:
+            self.metrics.final_latency.observe(result.final_after_break_s)
+        summary(
+            log,
+            transport="websocket",
+            process=params.process,
+            language=params.language,
+            outcome=result.outcome,
+            close_code=result.close_code,
+            backend=stream.accepted.backend,
+            audio_s=round(result.audio_seconds, 3),
+            duration_s=round(time.monotonic() - began, 3),
+            first_result_s=result.first_result_s,
+            final_after_break_s=result.final_after_break_s,
+        )
+
+    def _record(self, params: SessionParams, outcome: str, audio_seconds: float) -> None:
+        self.metrics.sessions.labels(params.process, params.language, outcome).inc()
+        self.metrics.audio_seconds.labels(params.process).inc(audio_seconds)
+
+    # -- HTTP POST ---------------------------------------------------------------------
+    async def http_session(self, request: Request) -> Response:
+        session_id = uuid.uuid4().hex
+        session_id_var.set(session_id)
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        query = dict(request.query_params)
+        process = headers.get("x-mimi-process") or query.get("process") or "?"
+        with self._counted(process):
+            try:
+                body = await self._read_body(request)
+                params, stream = await self._open(headers, query, session_id)
+            except Refusal as refusal:
+                return self._refused(refusal)
+            formatter = ResultFormatter(params.process, params.language, params.options, session_id)
+            normaliser = AudioNormaliser(params.audio)
+            try:
+                final = await asyncio.wait_for(
+                    self._recognise_body(stream, normaliser, formatter, body),
+                    self.settings.final_timeout + len(body) / 32000,
+                )
+            except (SessionError, TimeoutError) as exc:
+                error = exc if isinstance(exc, SessionError) else _backend_timeout()
+                self._record(params, error.code, normaliser.received_bytes / 32000)
+                status = 503 if error.retryable else 500
+                return JSONResponse(
+                    formatter.error(error.code, error.message, error.retryable),
+                    status,
+                    headers={"Retry-After": str(self.settings.retry_after_seconds)}
+                    if error.retryable
+                    else None,
+                )
+            finally:
+                stream.cancel()
+                normaliser.close()
+        self._record(params, "ok", normaliser.received_bytes / 32000)
+        summary(log, transport="http", process=params.process, outcome="ok")
+        return JSONResponse(final)
+
+    async def _read_body(self, request: Request) -> bytes:
+        limit = self.settings.max_post_bytes
+        declared = request.headers.get("content-length")
+        too_large = Refusal(413, "body_too_large", f"the audio body exceeds {limit} bytes")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise too_large
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _recognise_body(
+        self,
+        stream: BackendStream,
+        normaliser: AudioNormaliser,
+        formatter: ResultFormatter,
+        body: bytes,
+    ) -> dict[str, Any]:
+        async def send_all() -> None:
+            for offset in range(0, len(body), POST_CHUNK_BYTES):
+                pcm = normaliser.feed(body[offset : offset + POST_CHUNK_BYTES])
+                if pcm:
+                    await stream.send_audio(pcm)
+            tail = normaliser.finish()
+            if tail:
+                await stream.send_audio(tail)
+            await stream.end()
+
+        sender = asyncio.create_task(send_all())
+        try:
+            final: dict[str, Any] = {}
+            async for reply in stream.results():
+                for message in formatter.feed(reply, 0):
+                    if message["status"] == FINISHED:
+                        final = message
+            await sender
+            return final
+        finally:
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+
+    # -- health and drain ----------------------------------------------------------------
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        reason = "draining" if self.draining else ""
+        return not reason, {
+            "ready": not reason,
+            "reason": reason,
+            "active_sessions": dict(self.active),
+        }
+
+    async def drain(self) -> None:
+        """Refuse new sessions, let sessions finish up to the deadline, then end them (1001)."""
+        self.draining = True
+        log.info("draining", extra={"active_sessions": sum(self.active.values())})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), self.settings.drain_seconds)
+        if not self._idle.is_set():
+            log.warning("drain deadline passed", extra={"active_sessions": dict(self.active)})
+            self.drain_expired.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), 5)
+
+    async def close(self) -> None:
+        await self.router.close()
+
+
+def _backend_timeout() -> SessionError:
+    return SessionError(1011, "backend_timeout", "no final result in time", retryable=True)
+
+
+def create_app(endpoint: Endpoint) -> FastAPI:
+    app = FastAPI(title="kikimimi endpoint", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.websocket("/")
+    async def websocket_root(ws: WebSocket) -> None:
+        await endpoint.websocket_session(ws)
+
+    @app.post("/")
+    async def http_root(request: Request) -> Response:
+        return await endpoint.http_session(request)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return JSONResponse({"status": "alive"})
+
+    @app.get("/readiness")
+    async def readiness() -> Response:
+        ready, body = endpoint.readiness()
+        return JSONResponse(body, 200 if ready else 503)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(endpoint.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    """Serve the public API until `stop` is set, then drain and shut down."""
+    if settings.auth == "off":
+        log.warning(
+            "AUTHENTICATION IS OFF: anyone who reaches this port can use it "
+            "(set ENDPOINT_AUTH=tokens or jwt outside local development)"
+        )
+    endpoint = Endpoint(settings)
+    try:
+        async with serve_http(
+            create_app(endpoint),
+            settings.host,
+            settings.port,
+            ws_max_size=WS_MAX_SIZE,
+            ws_ping_interval=20.0,
+            ws_ping_timeout=20.0,
+        ):
+            log.info("endpoint serving", extra={"port": settings.port, "auth": settings.auth})
+            await stop.wait()
+            await endpoint.drain()
+    finally:
+        await endpoint.close()

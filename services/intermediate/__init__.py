@@ -1,0 +1,1 @@
+"""The intermediate: pools engine connections, watches engine liveness, answers /readiness."""

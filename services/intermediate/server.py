@@ -1,0 +1,241 @@
+"""Wiring of the intermediate: gRPC Recognizer over the pool, HTTP health, drain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from services.common import grpc_util
+from services.common.http_server import serve_http
+from services.common.logs import session_id_var, summary
+from services.common.pb import recognizer_pb2 as pb
+from services.common.pb import recognizer_pb2_grpc as pb_grpc
+from services.intermediate.config import Settings
+from services.intermediate.errors import BadStart, Draining, IntermediateError
+from services.intermediate.metrics import Metrics
+from services.intermediate.pool import EngineState, Pool, PoolSettings
+from services.intermediate.session import EngineSession
+
+log = logging.getLogger("services.intermediate")
+
+# A router sends `start` at once; a stream that does not is broken.
+START_TIMEOUT_SECONDS = 10.0
+
+
+def validate_start(request: pb.RecognizeRequest) -> pb.Start:
+    if request.WhichOneof("request") != "start":
+        raise BadStart("the first message of a session must be start")
+    start = request.start
+    audio = start.audio
+    if audio.encoding != pb.AudioFormat.LINEAR16:
+        raise BadStart("audio must be LINEAR16 on internal hops")
+    if not 8000 <= audio.sample_rate_hz <= 48000 or audio.channels != 1:
+        raise BadStart(
+            f"audio must be mono 8-48 kHz, got {audio.sample_rate_hz} Hz x {audio.channels}"
+        )
+    if not start.language:
+        raise BadStart("language is missing")
+    return start
+
+
+class Intermediate(pb_grpc.RecognizerServicer):
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.pool = Pool(
+            settings.engines,
+            PoolSettings(
+                capacity=settings.engine_capacity,
+                idle_connections=settings.idle_connections,
+                connect_timeout=settings.connect_timeout,
+                ping_interval=settings.ping_interval,
+                ping_timeout=settings.ping_timeout,
+                backoff_initial=settings.backoff_initial,
+                backoff_max=settings.backoff_max,
+            ),
+        )
+        self.pool.listeners.append(self._on_pool_change)
+        self.health_servicer: Any = None  # set by serve() once the gRPC server exists
+        self._background: set[asyncio.Task[None]] = set()
+        self.draining = False
+        self.drain_expired = asyncio.Event()
+        self.active = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -- readiness -----------------------------------------------------------------
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        engines = self.pool.snapshot()
+        free = sum(e["free"] for e in engines)
+        busy = sum(e["busy"] for e in engines)
+        if self.draining:
+            reason = "draining"
+        elif not any(e["state"] == EngineState.UP for e in engines):
+            reason = "no engine is up"
+        elif free <= 0:
+            reason = "no free engine slot"
+        else:
+            reason = ""
+        body = {
+            "ready": not reason,
+            "reason": reason,
+            "draining": self.draining,
+            "free_slots": free,
+            "busy_slots": busy,
+            "active_sessions": self.active,
+            "engines": engines,
+        }
+        return not reason, body
+
+    def _on_pool_change(self) -> None:
+        for target in self.pool.targets:
+            self.metrics.engine_up.labels(target.url).set(target.state == EngineState.UP)
+            self.metrics.slots.labels(target.url, "busy").set(target.busy)
+            self.metrics.slots.labels(target.url, "free").set(max(0, target.free))
+            self.metrics.reconnects.labels(target.url).set(target.reconnects)
+        if self.health_servicer is not None:
+            ready, _ = self.readiness()
+            status = grpc_util.SERVING if ready else grpc_util.NOT_SERVING
+            for service in ("", "kikimimi.v1.Recognizer"):
+                # set() is a coroutine on the aio servicer; it only notifies watchers.
+                task = asyncio.get_running_loop().create_task(
+                    self.health_servicer.set(service, status)
+                )
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+
+    # -- sessions --------------------------------------------------------------------
+    async def Recognize(
+        self,
+        request_iterator: AsyncIterator[pb.RecognizeRequest],
+        context: grpc.aio.ServicerContext[pb.RecognizeRequest, pb.RecognizeResponse],
+    ) -> AsyncIterator[pb.RecognizeResponse]:
+        session_id_var.set(
+            grpc_util.metadata_value(context.invocation_metadata(), grpc_util.SESSION_ID_KEY)
+        )
+        began = time.monotonic()
+        outcome, backend, audio_seconds, error = "ok", "", 0.0, ""
+        self.active += 1
+        self._idle.clear()
+        self.metrics.active.inc()
+        try:
+            if self.draining:
+                raise Draining("the intermediate is draining")
+            try:
+                first = await asyncio.wait_for(anext(request_iterator), START_TIMEOUT_SECONDS)
+            except (StopAsyncIteration, TimeoutError):
+                raise BadStart("no start message") from None
+            start = validate_start(first)
+            if not session_id_var.get():
+                session_id_var.set(start.session_id)
+            wait_began = time.monotonic()
+            lease = await self.pool.checkout(self.settings.checkout_timeout)
+            self.metrics.checkout_wait.observe(time.monotonic() - wait_began)
+            backend = f"{self.settings.name}/{lease.target.url}"
+            session = EngineSession(
+                lease.conn,
+                start,
+                self.settings.engine_sample_rate,
+                self.settings.reply_timeout,
+                self.drain_expired,
+            )
+            try:
+                yield pb.RecognizeResponse(accepted=pb.Accepted(backend=backend))
+                async for response in session.run(request_iterator):
+                    yield response
+            finally:
+                audio_seconds = session.audio_seconds
+                await lease.release()
+        except IntermediateError as exc:
+            outcome, error = type(exc).__name__, str(exc)
+            await context.abort(exc.status, str(exc))
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            self.active -= 1
+            self.metrics.active.dec()
+            if self.active == 0:
+                self._idle.set()
+            self.metrics.sessions.labels(outcome).inc()
+            self.metrics.audio_seconds.inc(audio_seconds)
+            summary(
+                log,
+                outcome=outcome,
+                error=error,
+                backend=backend,
+                duration_s=round(time.monotonic() - began, 3),
+                audio_s=round(audio_seconds, 3),
+            )
+
+    # -- HTTP ------------------------------------------------------------------------
+    def http_app(self) -> Starlette:
+        async def readiness(_: Request) -> Response:
+            ready, body = self.readiness()
+            return JSONResponse(body, status_code=200 if ready else 503)
+
+        async def healthz(_: Request) -> Response:
+            return JSONResponse({"status": "alive"})
+
+        async def metrics(_: Request) -> Response:
+            return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+        return Starlette(
+            routes=[
+                Route("/readiness", readiness),
+                Route("/healthz", healthz),
+                Route("/metrics", metrics),
+            ]
+        )
+
+    # -- drain -----------------------------------------------------------------------
+    async def drain(self) -> None:
+        """Refuse new sessions, let sessions in flight finish up to the deadline, then end them."""
+        self.draining = True
+        self._on_pool_change()
+        log.info("draining", extra={"active_sessions": self.active})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), self.settings.drain_seconds)
+        if self.active:
+            log.warning("drain deadline passed", extra={"active_sessions": self.active})
+            self.drain_expired.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), 2)
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    """Run the intermediate until `stop` is set, then drain and shut down."""
+    intermediate = Intermediate(settings)
+    server = grpc.aio.server(options=grpc_util.SERVER_OPTIONS)
+    pb_grpc.add_RecognizerServicer_to_server(intermediate, server)
+    intermediate.health_servicer = grpc_util.add_health(server)
+    server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
+    intermediate.pool.start()
+    intermediate._on_pool_change()
+    await server.start()
+    try:
+        async with serve_http(intermediate.http_app(), settings.host, settings.http_port):
+            log.info(
+                "intermediate serving",
+                extra={
+                    "grpc_port": settings.grpc_port,
+                    "http_port": settings.http_port,
+                    "engines": settings.engines,
+                },
+            )
+            await stop.wait()
+            await intermediate.drain()
+    finally:
+        await server.stop(grace=1)
+        await intermediate.pool.close()

@@ -1,0 +1,45 @@
+"""The router's error model, and its one mapping to gRPC status codes."""
+
+from __future__ import annotations
+
+import grpc
+
+# Backend failures the router may hide by trying another backend.
+RETRYABLE_AT_START = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
+RETRYABLE_MID_SESSION = frozenset({grpc.StatusCode.UNAVAILABLE})
+
+
+class RouterError(Exception):
+    status = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str, metadata: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.metadata = metadata
+
+
+class BadStart(RouterError):
+    status = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NoRoute(RouterError):
+    """No route for (process, language); metadata lists the supported languages."""
+
+    status = grpc.StatusCode.NOT_FOUND
+
+
+class NoBackend(RouterError):
+    """No healthy backend could take the session (retry later)."""
+
+    status = grpc.StatusCode.UNAVAILABLE
+
+
+class Draining(RouterError):
+    status = grpc.StatusCode.UNAVAILABLE
+
+
+class BackendFailed(RouterError):
+    """A backend's error that could not be hidden; keeps the backend's status code."""
+
+    def __init__(self, status: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.status = status

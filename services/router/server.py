@@ -1,0 +1,304 @@
+"""Wiring of the router: the routing Recognizer, route table reloads, HTTP health, drain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from services.common import grpc_util
+from services.common.http_server import serve_http
+from services.common.logs import session_id_var, summary
+from services.common.pb import recognizer_pb2 as pb
+from services.common.pb import recognizer_pb2_grpc as pb_grpc
+from services.router.backends import BackendRegistry
+from services.router.config import Settings
+from services.router.errors import (
+    RETRYABLE_AT_START,
+    BadStart,
+    Draining,
+    NoRoute,
+    RouterError,
+)
+from services.router.metrics import Metrics
+from services.router.proxy import ProxySession, ProxySettings
+from services.router.routes import RouteTable, RouteTableError, parse_route_table
+
+log = logging.getLogger("services.router")
+
+START_TIMEOUT_SECONDS = 10.0
+
+
+class Router(pb_grpc.RecognizerServicer):
+    def __init__(self, settings: Settings, table: RouteTable) -> None:
+        self.settings = settings
+        self.table = table
+        self.table_digest = ""
+        self.registry = BackendRegistry(settings.resolve_interval)
+        self.metrics = Metrics()
+        self.health_servicer: Any = None
+        self.draining = False
+        self.drain_expired = asyncio.Event()
+        self.active = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -- route table -----------------------------------------------------------------
+    def read_table(self) -> tuple[RouteTable, str]:
+        text = self.settings.routes_file.read_text()
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        return parse_route_table(text, str(self.settings.routes_file)), digest
+
+    async def reload_forever(self) -> None:
+        """Re-read the route table when the file changes; a bad file keeps the old table."""
+        while True:
+            await asyncio.sleep(self.settings.reload_interval)
+            try:
+                text = self.settings.routes_file.read_text()
+            except OSError as exc:
+                log.error("cannot read route table, keeping the old one: %s", exc)
+                continue
+            digest = hashlib.sha256(text.encode()).hexdigest()
+            if digest == self.table_digest:
+                continue
+            self.table_digest = digest
+            try:
+                table = parse_route_table(text, str(self.settings.routes_file))
+            except RouteTableError as exc:
+                self.metrics.reloads.labels("rejected").inc()
+                log.error("route table rejected, keeping the old one:\n%s", exc)
+                continue
+            await self.registry.apply(table.pools)
+            self.table = table
+            self.metrics.reloads.labels("applied").inc()
+            log.info("route table reloaded", extra={"routes": len(table.routes)})
+
+    # -- sessions --------------------------------------------------------------------
+    def _proxy_settings(self, start: pb.Start) -> ProxySettings:
+        rate = start.audio.sample_rate_hz or 16000
+        return ProxySettings(
+            accept_timeout=self.settings.accept_timeout,
+            start_attempts=self.settings.start_attempts,
+            max_failovers=self.settings.max_failovers,
+            buffer_bytes=int(self.settings.failover_buffer_seconds * rate * 2),
+            deadline=self.settings.session_deadline,
+        )
+
+    async def Recognize(
+        self,
+        request_iterator: AsyncIterator[pb.RecognizeRequest],
+        context: grpc.aio.ServicerContext[pb.RecognizeRequest, pb.RecognizeResponse],
+    ) -> AsyncIterator[pb.RecognizeResponse]:
+        metadata = tuple(
+            (k, v)
+            for k, v in (context.invocation_metadata() or ())
+            if k in (grpc_util.SESSION_ID_KEY, grpc_util.TRACEPARENT_KEY) and isinstance(v, str)
+        )
+        session_id_var.set(grpc_util.metadata_value(metadata, grpc_util.SESSION_ID_KEY))
+        began = time.monotonic()
+        outcome, route_label, proxy = "ok", "none", None
+        self.active += 1
+        self._idle.clear()
+        self.metrics.active.inc()
+        pump: asyncio.Task[None] | None = None
+        try:
+            if self.draining:
+                raise Draining("the router is draining")
+            try:
+                first = await asyncio.wait_for(anext(request_iterator), START_TIMEOUT_SECONDS)
+            except (StopAsyncIteration, TimeoutError):
+                raise BadStart("no start message") from None
+            if first.WhichOneof("request") != "start":
+                raise BadStart("the first message of a session must be start")
+            start = first.start
+            if not session_id_var.get():
+                session_id_var.set(start.session_id)
+                metadata += ((grpc_util.SESSION_ID_KEY, start.session_id),)
+            route = self.table.lookup(start.process, start.language)
+            if route is None:
+                raise self._no_route(start)
+            route_label = f"{route.process}/{route.language}"
+            pool = self.registry.pools[route.pool]
+            proxy = ProxySession(start, pool, self._proxy_settings(start), metadata)
+            accepted = await proxy.connect(RETRYABLE_AT_START)
+            yield pb.RecognizeResponse(accepted=accepted)
+            pump = asyncio.create_task(proxy.pump_client(request_iterator), name="pump")
+            async for reply in self._until_drain_expires(proxy.relay()):
+                yield reply
+        except RouterError as exc:
+            outcome = type(exc).__name__
+            self.metrics.errors.labels(exc.status.name).inc()
+            if exc.metadata:
+                context.set_trailing_metadata(exc.metadata)
+            await context.abort(exc.status, str(exc))
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            if pump is not None:
+                pump.cancel()
+                await asyncio.gather(pump, return_exceptions=True)
+            if proxy is not None:
+                await proxy.close()
+                self.metrics.retries.inc(proxy.retries)
+                self.metrics.failovers.inc(proxy.failovers)
+            self.active -= 1
+            self.metrics.active.dec()
+            if self.active == 0:
+                self._idle.set()
+            self.metrics.sessions.labels(route_label, outcome).inc()
+            summary(
+                log,
+                outcome=outcome,
+                route=route_label,
+                backend=proxy.accepted_by if proxy else "",
+                retries=proxy.retries if proxy else 0,
+                failovers=proxy.failovers if proxy else 0,
+                duration_s=round(time.monotonic() - began, 3),
+            )
+
+    def _no_route(self, start: pb.Start) -> NoRoute:
+        languages = self.table.languages(start.process)
+        if not languages:
+            supported = ", ".join(self.table.processes())
+            return NoRoute(
+                f"unknown process {start.process!r}; supported: {supported}",
+                ((grpc_util.SUPPORTED_PROCESSES_KEY, ",".join(self.table.processes())),),
+            )
+        return NoRoute(
+            f"language {start.language!r} is not supported for {start.process}; "
+            f"supported: {', '.join(languages)}",
+            ((grpc_util.SUPPORTED_LANGUAGES_KEY, ",".join(languages)),),
+        )
+
+    async def _until_drain_expires(
+        self, replies: AsyncIterator[pb.RecognizeResponse]
+    ) -> AsyncIterator[pb.RecognizeResponse]:
+        """Relay `replies`; when the drain deadline passes, end with UNAVAILABLE."""
+        expired = asyncio.create_task(self.drain_expired.wait())
+        try:
+            iterator = aiter(replies)
+            while True:
+                step = asyncio.ensure_future(anext(iterator))
+                done, _ = await asyncio.wait({step, expired}, return_when=asyncio.FIRST_COMPLETED)
+                if step not in done:
+                    step.cancel()
+                    await asyncio.gather(step, return_exceptions=True)
+                    raise Draining("the router's drain deadline passed")
+                try:
+                    yield step.result()
+                except StopAsyncIteration:
+                    return
+        finally:
+            expired.cancel()
+
+    # -- HTTP ------------------------------------------------------------------------
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        routes = []
+        for (process, language), route in sorted(self.table.routes.items()):
+            pool = self.registry.pools.get(route.pool)
+            routes.append(
+                {
+                    "process": process,
+                    "language": language,
+                    "pool": route.pool,
+                    "shadow_pool": route.shadow_pool,
+                    "shadow_fraction": route.shadow_fraction,
+                    "backends": [
+                        {"address": b.address, "healthy": b.healthy, "sessions": b.outstanding}
+                        for b in (pool.backends.values() if pool else ())
+                    ],
+                    "healthy_backends": pool.healthy_count() if pool else 0,
+                }
+            )
+        reason = "draining" if self.draining else ""
+        body = {
+            "ready": not reason,
+            "reason": reason,
+            "routes_file": str(self.settings.routes_file),
+            "active_sessions": self.active,
+            "routes": routes,
+        }
+        return not reason, body
+
+    def http_app(self) -> Starlette:
+        async def readiness(_: Request) -> Response:
+            ready, body = self.readiness()
+            return JSONResponse(body, status_code=200 if ready else 503)
+
+        async def healthz(_: Request) -> Response:
+            return JSONResponse({"status": "alive"})
+
+        async def metrics(_: Request) -> Response:
+            for pool in self.registry.pools.values():
+                self.metrics.healthy_backends.labels(pool.name).set(pool.healthy_count())
+            return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+        return Starlette(
+            routes=[
+                Route("/readiness", readiness),
+                Route("/healthz", healthz),
+                Route("/metrics", metrics),
+            ]
+        )
+
+    # -- drain -----------------------------------------------------------------------
+    async def drain(self) -> None:
+        self.draining = True
+        if self.health_servicer is not None:
+            await self.health_servicer.enter_graceful_shutdown()
+        log.info("draining", extra={"active_sessions": self.active})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), self.settings.drain_seconds)
+        if self.active:
+            log.warning("drain deadline passed", extra={"active_sessions": self.active})
+            self.drain_expired.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), 2)
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    """Run the router until `stop` is set, then drain and shut down."""
+    try:
+        text = settings.routes_file.read_text()
+        table = parse_route_table(text, str(settings.routes_file))
+    except (OSError, RouteTableError) as exc:
+        raise SystemExit(f"cannot load the route table ROUTER_ROUTES_FILE: {exc}") from None
+    router = Router(settings, table)
+    router.table_digest = hashlib.sha256(text.encode()).hexdigest()
+    await router.registry.apply(table.pools)
+    router.registry.start()
+    server = grpc.aio.server(options=grpc_util.SERVER_OPTIONS)
+    pb_grpc.add_RecognizerServicer_to_server(router, server)
+    router.health_servicer = grpc_util.add_health(server)
+    server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
+    await server.start()
+    reload_task = asyncio.create_task(router.reload_forever(), name="reload-routes")
+    try:
+        async with serve_http(router.http_app(), settings.host, settings.http_port):
+            log.info(
+                "router serving",
+                extra={
+                    "grpc_port": settings.grpc_port,
+                    "http_port": settings.http_port,
+                    "routes": len(table.routes),
+                },
+            )
+            await stop.wait()
+            await router.drain()
+    finally:
+        reload_task.cancel()
+        await asyncio.gather(reload_task, return_exceptions=True)
+        await server.stop(grace=1)
+        await router.registry.close()
