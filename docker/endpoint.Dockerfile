@@ -1,0 +1,55 @@
+# Built from the repository root: docker build -f docker/endpoint.Dockerfile .
+# BASE_IMAGE must provide python3 with venv (python:3.11-slim, or the stand-in that
+# docker/build-base-image.sh makes from Debian bookworm where Docker Hub is unreachable).
+ARG BASE_IMAGE=python:3.11-slim
+
+# ---- builder: a venv holding the project and its pinned dependencies ------------------
+# This stage is the same in every kikimimi Dockerfile, so its layers are built once and
+# shared by all images.
+FROM ${BASE_IMAGE} AS builder
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
+# pyflac publishes only a source distribution for Linux, so the builder needs a C compiler
+# and the Python headers (the official image has the headers; Debian's python3 needs
+# python3-dev). Unpinned apt versions: the base image's release pins them, and this stage is
+# thrown away. $pkgs is a word list on purpose.
+# hadolint ignore=DL3008,SC2086
+RUN pkgs="gcc libc6-dev"     && { python3 -c "import pathlib, sys, sysconfig; sys.exit(not pathlib.Path(sysconfig.get_path('include'), 'Python.h').exists())"          || pkgs="$pkgs python3-dev"; }     && apt-get update     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $pkgs     && rm -rf /var/lib/apt/lists/*
+RUN python3 -m venv /opt/venv
+WORKDIR /src
+# Third-party dependencies first (runtime only, pinned by the lock): this layer is reused
+# until pyproject.toml or requirements.lock change.
+COPY pyproject.toml requirements.lock ./
+RUN python3 -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" > requirements.runtime.txt \
+    && /opt/venv/bin/pip install --no-cache-dir -c requirements.lock -r requirements.runtime.txt
+# Then the project itself, without touching the dependencies installed above.
+COPY README.md ./
+COPY services ./services
+COPY engine_stub ./engine_stub
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps -c requirements.lock . \
+    && /opt/venv/bin/python -c "import services, engine_stub"
+
+# ---- runtime ---------------------------------------------------------------------------
+FROM ${BASE_IMAGE}
+LABEL org.opencontainers.image.title="kikimimi-endpoint" \
+      org.opencontainers.image.description="kikimimi public mimi-compatible WebSocket/HTTP endpoint" \
+      org.opencontainers.image.licenses="Apache-2.0"
+# A fixed numeric non-root user, so that Kubernetes can check runAsNonRoot.
+RUN groupadd --system --gid 10001 kikimimi \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+       --shell /usr/sbin/nologin kikimimi
+COPY --from=builder /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    ENDPOINT_HOST=0.0.0.0 \
+    ENDPOINT_LOG_FORMAT=json
+# Not writable by the service user, so nothing can shadow the installed packages.
+WORKDIR /
+USER 10001:10001
+EXPOSE 8080
+# Healthy = ready: /readiness answers 200 (no curl in the image: Python).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('ENDPOINT_PORT', '8080') + '/readiness', timeout=4)"]
+CMD ["python", "-m", "services.endpoint"]
