@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import ClassVar
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -34,8 +35,18 @@ log = logging.getLogger("engine_stub")
 MAX_FRAME = 2**20  # vosk-server's limit; larger frames are closed with 1009 by websockets
 
 
+class DeafProtocol(ServerProtocol):
+    """The sans-I/O protocol, except that it never sends a pong (ENGINE_STUB_IGNORE_PINGS)."""
+
+    def send_frame(self, frame: Frame) -> None:
+        if frame.opcode is not Opcode.PONG:
+            super().send_frame(frame)
+
+
 class StubConnection(ServerConnection):
     """A connection that runs callbacks when its TCP connection is lost, however it ends."""
+
+    deaf: ClassVar[bool] = False  # build the connection over a `DeafProtocol`
 
     def __init__(
         self,
@@ -48,6 +59,12 @@ class StubConnection(ServerConnection):
         max_queue: int | tuple[int | None, int | None] | None = 16,
         write_limit: int | tuple[int, int | None] = 2**15,
     ) -> None:
+        if self.deaf:  # same options as `serve` gave the protocol it built
+            protocol = DeafProtocol(
+                extensions=protocol.available_extensions,
+                max_size=MAX_FRAME,
+                logger=protocol.logger,
+            )
         super().__init__(
             protocol,
             server,
@@ -65,27 +82,8 @@ class StubConnection(ServerConnection):
             callback()
 
 
-class DeafProtocol(ServerProtocol):
-    """The sans-I/O protocol, except that it never sends a pong (ENGINE_STUB_IGNORE_PINGS)."""
-
-    def send_frame(self, frame: Frame) -> None:
-        if frame.opcode is not Opcode.PONG:
-            super().send_frame(frame)
-
-
 class DeafConnection(StubConnection):
-    """A `StubConnection` over a `DeafProtocol` built with the same options."""
-
-    def __init__(
-        self,
-        protocol: ServerProtocol,
-        server: Server,
-        **options: float | int | tuple[int | None, int | None] | tuple[int, int | None] | None,
-    ) -> None:
-        deaf = DeafProtocol(
-            extensions=protocol.available_extensions, max_size=MAX_FRAME, logger=protocol.logger
-        )
-        super().__init__(deaf, server, **options)  # type: ignore[arg-type]  # same options
+    deaf = True
 
 
 @dataclass
@@ -139,7 +137,7 @@ class StubServer:
         try:
             outcome = await self._serve(connection, session, stats)
         finally:
-            if outcome in {"closed", "internal_error"}:
+            if outcome == "closed":
                 outcome = _closed_outcome(connection)
             transcript = session.transcript
             summary(

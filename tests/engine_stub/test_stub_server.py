@@ -13,12 +13,14 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidStatus
 
+from engine_stub.build_transcript import build
 from tests.engine_stub.stub_helpers import expected_segments, frames, sample_audio
 from tests.procs import ROOT, Service, free_port, start_service, wait_for_port
 
@@ -178,7 +180,7 @@ async def test_refuse_answers_503() -> None:
 def test_startup_delay_keeps_the_port_closed() -> None:
     """With STARTUP_DELAY the port is closed at first and opens later."""
     port = free_port()
-    env = {"ENGINE_STUB_PORT": str(port), "ENGINE_STUB_STARTUP_DELAY": "1.5"}
+    env = {"ENGINE_STUB_PORT": str(port), "ENGINE_STUB_STARTUP_DELAY": "1.0"}
     service = start_service("engine_stub", "engine_stub", env, wait_port=None)
     try:
         with pytest.raises(ConnectionRefusedError):
@@ -208,7 +210,7 @@ async def test_hang_stops_replies_but_answers_pings() -> None:
             await ws.send(b"\x00" * 3200)
             await ws.send(EOF_TEXT)
             with pytest.raises(TimeoutError):
-                await reply(ws, within=1.0)
+                await reply(ws, within=0.5)
             pong = await ws.ping()
             await asyncio.wait_for(pong, TIMEOUT)
 
@@ -219,7 +221,7 @@ async def test_ignore_pings_never_pongs_but_replies() -> None:
         async with session(address) as ws:
             pong = await ws.ping()
             with pytest.raises(TimeoutError):
-                await asyncio.wait_for(pong, 1.0)
+                await asyncio.wait_for(pong, 0.5)
             await ws.send(b"\x00" * 3200)
             assert await reply(ws) == {"partial": "bytes=3200"}
 
@@ -308,3 +310,43 @@ async def test_summary_lines_and_sigterm() -> None:
         ("server_closed_1001", 1, 2),
     ]
     assert all(s["session_id"] for s in summaries)
+
+
+def test_missing_transcripts_directory_exits_naming_the_variable(tmp_path: Path) -> None:
+    """A TRANSCRIPTS directory that does not exist stops start-up naming the variable."""
+    env = {**os.environ, "ENGINE_STUB_TRANSCRIPTS": str(tmp_path / "missing")}
+    done = subprocess.run(
+        [sys.executable, "-m", "engine_stub"], cwd=ROOT, env=env, capture_output=True, timeout=30
+    )
+    assert done.returncode == 2
+    assert b"ENGINE_STUB_TRANSCRIPTS" in done.stderr
+
+
+async def test_extra_transcript_answers_its_sample(tmp_path: Path) -> None:
+    """A transcript in the TRANSCRIPTS directory gives its sentence for its audio."""
+    audio = os.urandom(32000)
+    expected = {
+        "audio": "noise.raw",
+        "language": "en",
+        "words": [
+            {"result": "hello", "time": [100, 400]},
+            {"result": "world", "time": [500, 900]},
+        ],
+        "nict_v2_determined_segments": [{"result": "hello world", "words": ["hello", "world"]}],
+    }
+    table = tmp_path / "table"
+    table.mkdir()
+    entry = build(audio, expected, "noise", 16000)
+    (table / "noise.json").write_text(entry.model_dump_json(), encoding="utf-8")
+    with stub(transcripts=str(table)) as (address, _):
+        async with session(address) as ws:
+            await ws.send(audio)
+            assert await reply(ws) == {"partial": "hello world"}
+            await ws.send(EOF_TEXT)
+            assert await reply(ws) == {
+                "text": "hello world",
+                "result": [
+                    {"conf": 1.0, "end": 0.4, "start": 0.1, "word": "hello"},
+                    {"conf": 1.0, "end": 0.9, "start": 0.5, "word": "world"},
+                ],
+            }
