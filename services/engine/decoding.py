@@ -51,10 +51,23 @@ class DecoderBank:
         # The initial cepstral mean, restored for every session so that one session's
         # audio never changes another's result (live CMN adapts while decoding).
         self._cmn: str = self._free[0].get_cmn()
+        for decoder in self._free:
+            self._warm_up(decoder)
         self._sessions: dict[str, tuple[Any, Recognizer]] = {}
 
     def _new_decoder(self) -> Any:
         return self._ps.Decoder(**self.spec.decoder_options())
+
+    def _warm_up(self, decoder: Any) -> None:
+        """Decode a second of noise, so that the first session does not pay for page faults
+        and first-touch allocations (its first final took 0.6 s instead of 0.2 s)."""
+        import numpy as np
+
+        noise = np.random.default_rng(0).normal(0, 300, self.spec.sample_rate)
+        decoder.start_utt()
+        decoder.process_raw(noise.astype("<i2").tobytes(), False, False)
+        decoder.end_utt()
+        decoder.set_cmn(self._cmn)
 
     def _recognizer(self, decoder: Any, time_base: float) -> Recognizer:
         endpointer = self._ps.Endpointer(sample_rate=self.spec.sample_rate)
