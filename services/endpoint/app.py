@@ -17,12 +17,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.common.http_server import serve_http
 from services.common.logs import session_id_var, summary
+from services.endpoint import http_api
 from services.endpoint.audio import AudioNormaliser
 from services.endpoint.auth import Authenticator
 from services.endpoint.backend import BackendStream, RouterClient
 from services.endpoint.config import Settings
-from services.endpoint.errors import Refusal, SessionError, unavailable
-from services.endpoint.formats import FINISHED, ResultFormatter
+from services.endpoint.errors import Refusal, unavailable
+from services.endpoint.formats import ResultFormatter
 from services.endpoint.handshake import SessionParams, parse_handshake
 from services.endpoint.metrics import Metrics
 from services.endpoint.session import SessionLimits, WebSocketSession
@@ -32,7 +33,6 @@ log = logging.getLogger("services.endpoint")
 # The largest frame uvicorn reads at all; frames between max_frame_bytes and this get
 # the endpoint's JSON error and close 1009, larger ones the library's bare 1009.
 WS_MAX_SIZE = 1024 * 1024
-POST_CHUNK_BYTES = 65536
 
 
 class Endpoint:
@@ -67,7 +67,8 @@ class Endpoint:
             raise unavailable(
                 "draining", "the server is shutting down", self.settings.retry_after_seconds
             )
-        if self.active[params.process] >= self.settings.max_sessions_per_process:
+        # `active` already counts this session (admitting() wraps the call).
+        if self.active[params.process] > self.settings.max_sessions_per_process:
             raise unavailable(
                 "too_many_sessions",
                 f"the concurrent session limit for {params.process} is reached",
@@ -75,35 +76,49 @@ class Endpoint:
             )
 
     @contextlib.contextmanager
-    def _counted(self, process: str) -> Iterator[None]:
+    def admitting(self, process: str) -> Iterator[None]:
+        """Count a session (handshake included) against its process's cap while it runs."""
         self.active[process] += 1
         self._idle.clear()
-        self.metrics.active.labels(process).inc()
         try:
             yield
         finally:
             self.active[process] -= 1
-            self.metrics.active.labels(process).dec()
-            if not +self.active:
+            if self.active[process] <= 0:
+                del self.active[process]  # raw client strings must not accumulate
+            if not self.active:
                 self._idle.set()
 
-    async def _open(
-        self, headers: Mapping[str, str], query: Mapping[str, str], session_id: str
-    ) -> tuple[SessionParams, BackendStream]:
+    @contextlib.contextmanager
+    def accepted(self, process: str) -> Iterator[None]:
+        """The active-sessions gauge, for sessions a backend accepted (bounded labels)."""
+        self.metrics.active.labels(process).inc()
+        try:
+            yield
+        finally:
+            self.metrics.active.labels(process).dec()
+
+    def check(self, headers: Mapping[str, str], query: Mapping[str, str]) -> SessionParams:
+        """Everything decided before the backend is asked: parameters, origin, token."""
         params = parse_handshake(headers, query)
         self._check_origin(headers)
         self.auth.check(params.token, params.process)
+        return params
+
+    async def open(
+        self, params: SessionParams, headers: Mapping[str, str], session_id: str
+    ) -> BackendStream:
+        """Admit the session and open it on the router; raises Refusal."""
         self._admit(params)
-        stream = await self.router.open(
+        return await self.router.open(
             session_id,
             params,
             headers.get("traceparent", ""),
             self.settings.accept_timeout,
             self.settings.retry_after_seconds,
         )
-        return params, stream
 
-    def _refused(self, refusal: Refusal) -> JSONResponse:
+    def refused(self, refusal: Refusal) -> JSONResponse:
         self.metrics.refusals.labels(str(refusal.status), refusal.code).inc()
         log.info(
             "refused: %s",
@@ -119,24 +134,29 @@ class Endpoint:
         headers = {k.lower(): v for k, v in ws.headers.items()}
         query = dict(ws.query_params)
         began = time.monotonic()
-        process = headers.get("x-mimi-process") or query.get("process") or "?"
-        with self._counted(process):
+        try:
+            params = self.check(headers, query)
+        except Refusal as refusal:
+            await ws.send_denial_response(self.refused(refusal))
+            return
+        with self.admitting(params.process):
             try:
-                params, stream = await self._open(headers, query, session_id)
+                stream = await self.open(params, headers, session_id)
             except Refusal as refusal:
-                await ws.send_denial_response(self._refused(refusal))
+                await ws.send_denial_response(self.refused(refusal))
                 return
-            await ws.accept()
-            session = WebSocketSession(
-                ws,
-                stream,
-                ResultFormatter(params.process, params.language, params.options, session_id),
-                AudioNormaliser(params.audio),
-                self.limits,
-                self.drain_expired,
-            )
-            result = await session.run()
-        self._record(params, result.outcome, result.audio_seconds)
+            with self.accepted(params.process):
+                await ws.accept()
+                session = WebSocketSession(
+                    ws,
+                    stream,
+                    ResultFormatter(params.process, params.language, params.options, session_id),
+                    AudioNormaliser(params.audio),
+                    self.limits,
+                    self.drain_expired,
+                )
+                result = await session.run()
+        self.record(params, result.outcome, result.audio_seconds)
         if result.first_result_s is not None:
             self.metrics.first_result.observe(result.first_result_s)
         if result.final_after_break_s is not None:
@@ -155,91 +175,13 @@ class Endpoint:
             final_after_break_s=result.final_after_break_s,
         )
 
-    def _record(self, params: SessionParams, outcome: str, audio_seconds: float) -> None:
+    def record(self, params: SessionParams, outcome: str, audio_seconds: float) -> None:
         self.metrics.sessions.labels(params.process, params.language, outcome).inc()
         self.metrics.audio_seconds.labels(params.process).inc(audio_seconds)
 
     # -- HTTP POST ---------------------------------------------------------------------
     async def http_session(self, request: Request) -> Response:
-        session_id = uuid.uuid4().hex
-        session_id_var.set(session_id)
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        query = dict(request.query_params)
-        process = headers.get("x-mimi-process") or query.get("process") or "?"
-        with self._counted(process):
-            try:
-                body = await self._read_body(request)
-                params, stream = await self._open(headers, query, session_id)
-            except Refusal as refusal:
-                return self._refused(refusal)
-            formatter = ResultFormatter(params.process, params.language, params.options, session_id)
-            normaliser = AudioNormaliser(params.audio)
-            try:
-                final = await asyncio.wait_for(
-                    self._recognise_body(stream, normaliser, formatter, body),
-                    self.settings.final_timeout + len(body) / 32000,
-                )
-            except (SessionError, TimeoutError) as exc:
-                error = exc if isinstance(exc, SessionError) else _backend_timeout()
-                self._record(params, error.code, normaliser.received_bytes / 32000)
-                status = 503 if error.retryable else 500
-                return JSONResponse(
-                    formatter.error(error.code, error.message, error.retryable),
-                    status,
-                    headers={"Retry-After": str(self.settings.retry_after_seconds)}
-                    if error.retryable
-                    else None,
-                )
-            finally:
-                stream.cancel()
-                normaliser.close()
-        self._record(params, "ok", normaliser.received_bytes / 32000)
-        summary(log, transport="http", process=params.process, outcome="ok")
-        return JSONResponse(final)
-
-    async def _read_body(self, request: Request) -> bytes:
-        limit = self.settings.max_post_bytes
-        declared = request.headers.get("content-length")
-        too_large = Refusal(413, "body_too_large", f"the audio body exceeds {limit} bytes")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise too_large
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise too_large
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    async def _recognise_body(
-        self,
-        stream: BackendStream,
-        normaliser: AudioNormaliser,
-        formatter: ResultFormatter,
-        body: bytes,
-    ) -> dict[str, Any]:
-        async def send_all() -> None:
-            for offset in range(0, len(body), POST_CHUNK_BYTES):
-                pcm = normaliser.feed(body[offset : offset + POST_CHUNK_BYTES])
-                if pcm:
-                    await stream.send_audio(pcm)
-            tail = normaliser.finish()
-            if tail:
-                await stream.send_audio(tail)
-            await stream.end()
-
-        sender = asyncio.create_task(send_all())
-        try:
-            final: dict[str, Any] = {}
-            async for reply in stream.results():
-                for message in formatter.feed(reply, 0):
-                    if message["status"] == FINISHED:
-                        final = message
-            await sender
-            return final
-        finally:
-            sender.cancel()
-            await asyncio.gather(sender, return_exceptions=True)
+        return await http_api.recognise(self, request)
 
     # -- health and drain ----------------------------------------------------------------
     def readiness(self) -> tuple[bool, dict[str, Any]]:
@@ -264,10 +206,6 @@ class Endpoint:
 
     async def close(self) -> None:
         await self.router.close()
-
-
-def _backend_timeout() -> SessionError:
-    return SessionError(1011, "backend_timeout", "no final result in time", retryable=True)
 
 
 def create_app(endpoint: Endpoint) -> FastAPI:

@@ -56,6 +56,11 @@ def unavailable(code: str, message: str, retry_after: int) -> Refusal:
     return Refusal(503, code, message, retryable=True, headers={"Retry-After": str(retry_after)})
 
 
+def invalid_audio(exc: Exception) -> SessionError:
+    """The client's bytes are not audio of the declared content type."""
+    return SessionError(CLOSE_UNSUPPORTED, "invalid_audio", str(exc))
+
+
 def refusal_from_grpc(
     status: grpc.StatusCode, details: str, trailing: Any, retry_after: int
 ) -> Refusal:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from services.endpoint.audio import AudioNormaliser
+from services.endpoint.audio import AudioNormaliser, InvalidAudio
 from services.endpoint.backend import BackendStream
 from services.endpoint.errors import (
     CLOSE_GOING_AWAY,
@@ -26,6 +26,7 @@ from services.endpoint.errors import (
     CLOSE_TOO_BIG,
     CLOSE_UNSUPPORTED,
     SessionError,
+    invalid_audio,
 )
 from services.endpoint.formats import FINISHED, ResultFormatter
 
@@ -117,7 +118,10 @@ class WebSocketSession:
                 "frame_too_large",
                 f"a frame of {len(data)} bytes exceeds {self.limits.max_frame_bytes}",
             )
-        pcm = self.normaliser.feed(data)
+        try:
+            pcm = await self.normaliser.feed(data)
+        except InvalidAudio as exc:
+            raise invalid_audio(exc) from None
         if pcm:
             self.forwarded_bytes += len(pcm)
             await self.backend.send_audio(pcm)
@@ -137,7 +141,10 @@ class WebSocketSession:
             return  # a repeated recog-break changes nothing
         self.broke_at = time.monotonic()
         self.broke.set()
-        tail = self.normaliser.finish()
+        try:
+            tail = await self.normaliser.finish()
+        except InvalidAudio as exc:
+            raise invalid_audio(exc) from None
         if tail:
             self.forwarded_bytes += len(tail)
             await self.backend.send_audio(tail)
@@ -196,7 +203,7 @@ class WebSocketSession:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.backend.cancel()
-            self.normaliser.close()
+            await self.normaliser.aclose()
             self.result.audio_seconds = self.forwarded_bytes / 32000
         return self.result
 

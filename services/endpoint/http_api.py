@@ -1,0 +1,143 @@
+"""mimi's HTTP variant: `POST /` with the session parameters and the whole audio as the
+body answers one `recog-finished` JSON message (or the refusal / error as JSON)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
+
+from services.common.logs import session_id_var, summary
+from services.endpoint.audio import AudioNormaliser, InvalidAudio
+from services.endpoint.backend import BackendStream
+from services.endpoint.errors import Refusal, SessionError, invalid_audio
+from services.endpoint.formats import FINISHED, ResultFormatter
+
+if TYPE_CHECKING:
+    from services.endpoint.app import Endpoint
+
+log = logging.getLogger("services.endpoint")
+
+CHUNK_BYTES = 32768
+# The engine may run slower than real time; the body's own duration is added to this.
+PCM_BYTES_PER_SECOND = 32000
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, or a 413 Refusal as soon as it is known to exceed `limit`."""
+    too_large = Refusal(413, "body_too_large", f"the audio body exceeds {limit} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def recognise(endpoint: Endpoint, request: Request) -> Response:
+    session_id = uuid.uuid4().hex
+    session_id_var.set(session_id)
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    query = dict(request.query_params)
+    began = time.monotonic()
+    settings = endpoint.settings
+    try:
+        params = endpoint.check(headers, query)
+    except Refusal as refusal:
+        return endpoint.refused(refusal)
+    with endpoint.admitting(params.process):
+        try:
+            body = await read_body(request, settings.max_post_bytes)
+            stream = await endpoint.open(params, headers, session_id)
+        except Refusal as refusal:
+            return endpoint.refused(refusal)
+        formatter = ResultFormatter(params.process, params.language, params.options, session_id)
+        normaliser = AudioNormaliser(params.audio)
+        outcome, status, answer = "ok", 200, {}
+        retry_headers: dict[str, str] | None = None
+        with endpoint.accepted(params.process):
+            try:
+                answer = await asyncio.wait_for(
+                    _recognise_body(stream, normaliser, formatter, body),
+                    settings.final_timeout + len(body) / PCM_BYTES_PER_SECOND,
+                )
+            except (SessionError, TimeoutError) as exc:
+                error = exc if isinstance(exc, SessionError) else _backend_timeout()
+                outcome, answer = (
+                    error.code,
+                    formatter.error(error.code, error.message, error.retryable),
+                )
+                status = 400 if error.code == "invalid_audio" else 503 if error.retryable else 500
+                if error.retryable:
+                    retry_headers = {"Retry-After": str(settings.retry_after_seconds)}
+            finally:
+                stream.cancel()
+                await normaliser.aclose()
+    audio_seconds = normaliser.output_bytes / PCM_BYTES_PER_SECOND
+    endpoint.record(params, outcome, audio_seconds)
+    summary(
+        log,
+        transport="http",
+        process=params.process,
+        language=params.language,
+        outcome=outcome,
+        status=status,
+        backend=stream.accepted.backend,
+        audio_s=round(audio_seconds, 3),
+        duration_s=round(time.monotonic() - began, 3),
+    )
+    return JSONResponse(answer, status, headers=retry_headers)
+
+
+def _backend_timeout() -> SessionError:
+    return SessionError(1011, "backend_timeout", "no final result in time", retryable=True)
+
+
+async def _recognise_body(
+    stream: BackendStream,
+    normaliser: AudioNormaliser,
+    formatter: ResultFormatter,
+    body: bytes,
+) -> dict[str, Any]:
+    async def send_all() -> None:
+        try:
+            for offset in range(0, len(body), CHUNK_BYTES):
+                pcm = await normaliser.feed(body[offset : offset + CHUNK_BYTES])
+                if pcm:
+                    await stream.send_audio(pcm)
+            tail = await normaliser.finish()
+        except InvalidAudio as exc:
+            raise invalid_audio(exc) from None
+        if tail:
+            await stream.send_audio(tail)
+        await stream.end()
+
+    sender = asyncio.create_task(send_all(), name="post-audio")
+    reader = asyncio.create_task(_final(stream, formatter), name="post-results")
+    try:
+        done, _ = await asyncio.wait((sender, reader), return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            task.result()  # the first failure of either side
+        return await reader
+    finally:
+        for task in (sender, reader):
+            task.cancel()
+        await asyncio.gather(sender, reader, return_exceptions=True)
+
+
+async def _final(stream: BackendStream, formatter: ResultFormatter) -> dict[str, Any]:
+    final: dict[str, Any] = {}
+    async for reply in stream.results():
+        for message in formatter.feed(reply, 0):
+            if message["status"] == FINISHED:
+                final = message
+    return final
