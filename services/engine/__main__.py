@@ -36,12 +36,13 @@ async def amain(settings: Settings) -> None:
     )
     began = time.monotonic()
     preload = settings.decoders_per_worker()
-    async with WorkerPool(spec, settings.workers, preload, settings.decode_timeout) as pool:
+    workers = settings.worker_processes()
+    async with WorkerPool(spec, workers, preload, settings.decode_timeout) as pool:
         log.info(
             "model loaded",
             extra={
                 "load_seconds": round(time.monotonic() - began, 3),
-                "workers": settings.workers,
+                "workers": workers,
                 "decoders_per_worker": preload,
                 "worker_pids": [worker.pid for worker in pool.workers],
             },
@@ -52,6 +53,8 @@ async def amain(settings: Settings) -> None:
 def main() -> None:
     settings = load_settings(Settings)
     configure_logging("engine", settings.log_level, settings.log_format)
+    # One line per connection without the session id; the session summary says more.
+    logging.getLogger("websockets.server").setLevel(logging.WARNING)
     asyncio.run(amain(settings))
 
 

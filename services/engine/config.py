@@ -49,7 +49,11 @@ class Settings(ServiceSettings):
                 raise ValueError(f"ENGINE_{name.upper()}: {path} does not exist")
         return self
 
+    def worker_processes(self) -> int:
+        """Decoding processes to start: no more than sessions can keep busy."""
+        return min(self.workers, self.capacity)
+
     def decoders_per_worker(self) -> int:
         """Decoders each worker preloads: sessions go to the least loaded worker, so no
         worker ever holds more than ceil(capacity / workers) sessions."""
-        return -(-self.capacity // self.workers)
+        return -(-self.capacity // self.worker_processes())
