@@ -1,4 +1,9 @@
-"""The intermediate's error model, and its one mapping to gRPC status codes."""
+"""The intermediate's error model, and its one mapping to gRPC status codes.
+
+Each error names the `outcome` it gives a session (the `outcome` label of the sessions
+metric and the session summary log line) and the gRPC status the router receives.
+UNAVAILABLE and RESOURCE_EXHAUSTED are retryable: the router fails over.
+"""
 
 from __future__ import annotations
 
@@ -9,39 +14,68 @@ class IntermediateError(Exception):
     """Base of every error that ends a session with a status the router understands."""
 
     status = grpc.StatusCode.INTERNAL
+    outcome = "internal_error"
 
 
 class BadStart(IntermediateError):
     status = grpc.StatusCode.INVALID_ARGUMENT
+    outcome = "bad_start"
 
 
 class Draining(IntermediateError):
     status = grpc.StatusCode.UNAVAILABLE
+    outcome = "draining"
 
 
 class NoEngineUp(IntermediateError):
     """No engine is up: the pod should not be getting sessions (retry elsewhere)."""
 
     status = grpc.StatusCode.UNAVAILABLE
+    outcome = "no_engine_up"
 
 
 class PoolExhausted(IntermediateError):
     """Every slot stayed busy for the whole checkout wait (retry elsewhere)."""
 
     status = grpc.StatusCode.RESOURCE_EXHAUSTED
+    outcome = "pool_exhausted"
 
 
 class EngineLost(IntermediateError):
     """The engine closed, died or failed mid-session (1011 / 1006 / connection error)."""
 
     status = grpc.StatusCode.UNAVAILABLE
+    outcome = "engine_lost"
 
 
 class EngineStuck(EngineLost):
     """The engine owes a reply for longer than the reply timeout."""
+
+    outcome = "engine_stuck"
 
 
 class EngineProtocolError(IntermediateError):
     """The engine sent something that is not the engine protocol."""
 
     status = grpc.StatusCode.INTERNAL
+    outcome = "engine_protocol_error"
+
+
+# Every outcome a session can end with (bounded label values, known in advance).
+OUTCOMES = (
+    "ok",
+    "cancelled",
+    *(
+        cls.outcome
+        for cls in (
+            IntermediateError,
+            BadStart,
+            Draining,
+            NoEngineUp,
+            PoolExhausted,
+            EngineLost,
+            EngineStuck,
+            EngineProtocolError,
+        )
+    ),
+)

@@ -1,20 +1,25 @@
 """The engine connection pool (DESIGN.md §5).
 
-Per engine target: a capacity (sessions at once — pre-opened connections count against
-it, so the pool never holds more connections than the engine serves) and a number of
-warm idle connections. A maintainer task per target keeps the idle connections topped up,
-pings them, marks the engine down when a ping or a connect fails, and reconnects with
-exponential backoff and jitter. Sessions check a connection out for their whole life
-(engine connections serve one session each) and release it at the end, whatever happened.
+Per engine target: a capacity (sessions at once) and a number of warm idle connections.
+Every connection to an engine — busy with a session, idle and warm, or being opened —
+counts against the capacity, so the pool never holds more connections than the engine
+serves. A maintainer task per target keeps the warm connections topped up, pings them,
+probes an engine it has no warm connection to, marks the engine down when a ping or a
+connect fails, and reconnects with exponential backoff and jitter. Sessions check a
+connection out for their whole life (an engine connection serves one session) and release
+it at the end, whatever happened: the slot is freed in a `finally`, cancellation included.
+
+States: `starting` until the engine has answered once (a model still loading keeps the pod
+unready, never dead), `up`, and `down` after it was up and then failed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import random
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +27,7 @@ from enum import StrEnum
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidHandshake, WebSocketException
+from websockets.exceptions import InvalidStatus
 from websockets.protocol import State
 
 from services.intermediate.errors import NoEngineUp, PoolExhausted
@@ -31,6 +36,8 @@ log = logging.getLogger(__name__)
 
 # Engine replies are small JSON; 1 MiB is vosk-server's own frame limit.
 MAX_ENGINE_MESSAGE = 1024 * 1024
+# A graceful close that takes longer than this is cut short (the engine may be frozen).
+CLOSE_TIMEOUT = 1.0
 
 
 class EngineState(StrEnum):
@@ -51,7 +58,7 @@ class PoolSettings:
 
 
 class Backoff:
-    """Exponential backoff with full jitter, capped."""
+    """Exponential backoff with jitter (half to full delay), capped."""
 
     def __init__(self, initial: float, cap: float) -> None:
         self.initial, self.cap, self.attempt = initial, cap, 0
@@ -65,6 +72,25 @@ class Backoff:
         self.attempt = 0
 
 
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, InvalidStatus):
+        return f"refused with HTTP {exc.response.status_code}"
+    if isinstance(exc, TimeoutError):
+        return "no handshake within the connect timeout"
+    return str(exc) or type(exc).__name__
+
+
+async def close_connection(conn: ClientConnection, graceful: bool) -> None:
+    """Close `conn`: a bounded closing handshake, or at once; never leaves it open."""
+    try:
+        if graceful and conn.state is not State.CLOSED:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), CLOSE_TIMEOUT)
+    finally:
+        if conn.state is not State.CLOSED:
+            conn.transport.abort()  # connection_lost follows on the next loop iteration
+
+
 class EngineTarget:
     """One engine: its state, its warm connections and its busy slots."""
 
@@ -72,21 +98,27 @@ class EngineTarget:
         self.url = url
         self.settings = settings
         self.state = EngineState.STARTING
-        self.reason = "connecting"
-        self.busy = 0
-        self.reconnects = 0
-        self.opening = 0  # connections the maintainer is opening: slots spoken for
+        self.reason = "waiting for the engine's first answer"
+        self.busy = 0  # sessions holding a connection (including one being opened for them)
+        self.opening = 0  # warm connections or probes the maintainer is opening
+        self.reconnects = 0  # times the engine came back up after being down
+        self.connect_failures = 0
         self._idle: deque[ClientConnection] = deque()
         self._on_change = on_change
         self._kick = asyncio.Event()
 
     @property
-    def free(self) -> int:
-        return self.settings.capacity - self.busy - self.opening
-
-    @property
     def idle(self) -> int:
         return len(self._idle)
+
+    @property
+    def connections(self) -> int:
+        return self.busy + self.idle + self.opening
+
+    @property
+    def free(self) -> int:
+        """Slots a new session can take now: only while the engine is up."""
+        return self.settings.capacity - self.busy if self.state == EngineState.UP else 0
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -95,30 +127,36 @@ class EngineTarget:
             "reason": self.reason if self.state != EngineState.UP else "",
             "capacity": self.settings.capacity,
             "busy": self.busy,
-            "free": self.free if self.state == EngineState.UP else 0,
+            "free": self.free,
             "idle_connections": self.idle,
         }
 
     def _set_state(self, state: EngineState, reason: str) -> None:
         if state != self.state:
+            if state == EngineState.UP and self.state == EngineState.DOWN:
+                self.reconnects += 1
             log.log(
                 logging.INFO if state == EngineState.UP else logging.WARNING,
-                "engine %s is %s",
+                "engine %s is %s%s",
                 self.url,
                 state.value,
+                f": {reason}" if reason else "",
                 extra={"engine": self.url, "engine_state": state.value, "reason": reason},
             )
-            if state == EngineState.DOWN and self.state == EngineState.UP:
-                self.reconnects += 1
         self.state, self.reason = state, reason
         self._on_change()
 
-    def mark_down(self, reason: str) -> None:
-        self._set_state(EngineState.DOWN, reason)
-        self._close_idle()
-        self._kick.set()
+    def _failed(self, reason: str) -> None:
+        """The engine did not answer: down if it was up; a starting engine stays starting."""
+        self._abort_idle()
+        if self.state == EngineState.STARTING:
+            self.reason = f"waiting for the engine: {reason}"
+            self._on_change()
+        else:
+            self._set_state(EngineState.DOWN, reason)
 
     def kick(self) -> None:
+        """Wake the maintainer now (a slot was freed or a session saw the engine fail)."""
         self._kick.set()
 
     async def open(self) -> ClientConnection:
@@ -127,7 +165,7 @@ class EngineTarget:
             self.url,
             open_timeout=self.settings.connect_timeout,
             ping_interval=None,  # this pool pings idle connections; sessions time replies
-            close_timeout=1,
+            close_timeout=CLOSE_TIMEOUT,
             max_size=MAX_ENGINE_MESSAGE,
             compression=None,
         )
@@ -137,86 +175,131 @@ class EngineTarget:
             conn = self._idle.popleft()
             if conn.state is State.OPEN:
                 return conn
-            asyncio.create_task(conn.close())  # noqa: RUF006 - close() is bounded by close_timeout
+            conn.transport.abort()
         return None
 
-    def _close_idle(self) -> None:
+    def _abort_idle(self) -> None:
         while self._idle:
-            conn = self._idle.popleft()
-            asyncio.create_task(conn.close())  # noqa: RUF006 - bounded by close_timeout
+            self._idle.popleft().transport.abort()
+
+    def release_slot(self) -> None:
+        self.busy -= 1
+        self._on_change()
+        self.kick()
+
+    # -- the maintainer --------------------------------------------------------------
+    def _warm_wanted(self) -> int:
+        room = self.settings.capacity - self.connections
+        wanted = min(self.settings.idle_connections, self.settings.capacity - self.busy)
+        return min(room, wanted - self.idle - self.opening)
 
     async def maintain(self) -> None:
         """Keep warm connections topped up and pinged; reconnect with backoff. Runs forever."""
+        loop = asyncio.get_running_loop()
         backoff = Backoff(self.settings.backoff_initial, self.settings.backoff_max)
+        next_check = loop.time() + self.settings.ping_interval
         while True:
-            want = min(self.settings.idle_connections, self.free) - self.idle
-            # With no warm connection to ping, a down engine is probed by connecting.
-            probe = self.state != EngineState.UP and want <= 0 and self.idle == 0
-            if want > 0 or probe:
-                conn = await self._open_counted()
-                if conn is None:
-                    await self._sleep(backoff.next_delay())
-                    continue
-                backoff.reset()
-                if probe:
-                    await conn.close()
-                else:
-                    self._idle.append(conn)
-                self._set_state(EngineState.UP, "")
-                continue
-            await self._sleep(self.settings.ping_interval)
-            await self._ping_idle()
+            try:
+                if self.state != EngineState.UP or self._warm_wanted() > 0:
+                    answered = await self._connect()
+                    if answered is False:
+                        await self._sleep(backoff.next_delay())
+                        continue
+                    if answered:
+                        backoff.reset()
+                        if self._warm_wanted() > 0:
+                            continue
+                if loop.time() >= next_check:
+                    next_check = loop.time() + self.settings.ping_interval
+                    if not await self._check():
+                        await self._sleep(backoff.next_delay())
+                        continue
+                await self._sleep(next_check - loop.time())
+            except Exception as exc:  # a bug must not stop liveness monitoring for good
+                log.exception("engine maintainer failed", extra={"engine": self.url})
+                self._failed(f"maintainer error: {describe(exc)}")
+                await self._sleep(backoff.next_delay())
 
-    async def _open_counted(self) -> ClientConnection | None:
-        """Open a connection for the pool, holding its slot meanwhile; None if it failed."""
-        self.opening += 1
-        try:
-            return await self.open()
-        except (OSError, TimeoutError, InvalidHandshake, WebSocketException) as exc:
-            self.mark_down(f"connect failed: {exc or type(exc).__name__}")
-            self._kick.clear()
+    async def _connect(self) -> bool | None:
+        """Open a warm connection (or a probe); True if the engine answered, None if no room.
+
+        An engine that is not up must also answer a ping on the new connection: a process
+        that accepts connections but never answers pings is not counted as alive.
+        """
+        if self.connections >= self.settings.capacity:
             return None
-        finally:
+        keep = self._warm_wanted() > 0
+        self.opening += 1
+        conn: ClientConnection | None = None
+        try:
+            conn = await self.open()
+            if self.state != EngineState.UP:
+                await asyncio.wait_for(await conn.ping(), self.settings.ping_timeout)
+        except BaseException as exc:
             self.opening -= 1
+            if conn is not None:
+                conn.transport.abort()
+            if not isinstance(exc, Exception):
+                raise
+            self.connect_failures += 1
+            self._failed(f"connect failed: {describe(exc)}")
+            return False
+        self.opening -= 1
+        if keep and self.connections < self.settings.capacity and conn.state is State.OPEN:
+            self._idle.append(conn)
+        else:
+            await close_connection(conn, graceful=True)
+        self._set_state(EngineState.UP, "")
+        return True
+
+    async def _check(self) -> bool:
+        """Ping every warm connection (or probe by connecting if there is none); False: failed."""
+        if not self._idle:
+            if self.settings.idle_connections > 0 and self._warm_wanted() <= 0:
+                return True  # every slot is busy: the sessions' reply timeouts watch the engine
+            return await self._connect() is not False
+        for conn in list(self._idle):
+            try:
+                pong = await conn.ping()
+                await asyncio.wait_for(pong, self.settings.ping_timeout)
+            except Exception as exc:
+                reason = "no pong" if isinstance(exc, TimeoutError) else describe(exc)
+                with contextlib.suppress(ValueError):
+                    self._idle.remove(conn)
+                conn.transport.abort()
+                self._failed(f"ping failed: {reason}")
+                return False
+        return True
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._kick.wait(), seconds)
         self._kick.clear()
 
-    async def _ping_idle(self) -> None:
-        for conn in list(self._idle):
-            try:
-                pong = await conn.ping()
-                await asyncio.wait_for(pong, self.settings.ping_timeout)
-            except (TimeoutError, WebSocketException, OSError) as exc:
-                with contextlib.suppress(ValueError):
-                    self._idle.remove(conn)
-                reason = "no pong" if isinstance(exc, TimeoutError) else f"connection lost: {exc}"
-                self.mark_down(reason)
-                return
-
     async def close(self) -> None:
         conns = list(self._idle)
         self._idle.clear()
-        await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
+        await asyncio.gather(*(close_connection(c, graceful=True) for c in conns))
 
 
 class Lease:
     """A checked-out engine connection; `release()` frees the slot exactly once."""
 
-    def __init__(self, pool: Pool, target: EngineTarget, conn: ClientConnection) -> None:
-        self.pool, self.target, self.conn = pool, target, conn
+    def __init__(self, target: EngineTarget, conn: ClientConnection) -> None:
+        self.target, self.conn = target, conn
         self._released = False
 
-    async def release(self) -> None:
+    async def release(self, graceful: bool) -> None:
+        """Close the connection (so the engine has freed its side), then free the slot."""
         if self._released:
             return
         self._released = True
-        self.target.busy -= 1
-        self.pool.changed()
-        self.target.kick()
-        await self.conn.close()
+        try:
+            await close_connection(self.conn, graceful)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.conn.wait_closed(), CLOSE_TIMEOUT)
+        finally:
+            self.target.release_slot()
 
 
 class Pool:
@@ -227,16 +310,14 @@ class Pool:
         self.listeners: list[Callable[[], None]] = []
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._turn = itertools.count()
 
     def changed(self) -> None:
+        """Something that readiness or a waiting checkout depends on has changed."""
         self._changed.set()
         self._changed = asyncio.Event()
         for listener in self.listeners:
             listener()
-
-    @property
-    def has_free_slot(self) -> bool:
-        return any(t.state == EngineState.UP and t.free > 0 for t in self.targets)
 
     def snapshot(self) -> list[dict[str, Any]]:
         return [t.snapshot() for t in self.targets]
@@ -252,38 +333,55 @@ class Pool:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*(t.close() for t in self.targets))
 
-    def _pick(self) -> EngineTarget | None:
-        candidates = [t for t in self.targets if t.state == EngineState.UP and t.free > 0]
-        if not candidates:
-            return None
-        # Warm connections first, then the least busy engine.
-        return min(candidates, key=lambda t: (t.idle == 0, t.busy / t.settings.capacity))
+    def _candidates(self) -> list[EngineTarget]:
+        """Up engines with a free slot: least busy first, ties taken in turn."""
+        up = [t for t in self.targets if t.free > 0]
+        if not up:
+            return []
+        turn = next(self._turn) % len(self.targets)
+        order = {id(t): (i - turn) % len(self.targets) for i, t in enumerate(self.targets)}
+        return sorted(up, key=lambda t: (t.busy / t.settings.capacity, order[id(t)]))
 
     async def checkout(self, wait_seconds: float) -> Lease:
         """A connection to an up engine with a free slot, waiting at most `wait_seconds`."""
-        deadline = time.monotonic() + wait_seconds
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_seconds
         while True:
-            target = self._pick()
-            if target is not None:
-                target.busy += 1
-                self.changed()
-                conn = target.take_idle()
-                if conn is None:
-                    try:
-                        conn = await target.open()
-                    except (OSError, TimeoutError, InvalidHandshake, WebSocketException) as exc:
-                        target.busy -= 1
-                        target.mark_down(f"connect failed: {exc or type(exc).__name__}")
-                        continue
-                target.kick()
-                return Lease(self, target, conn)
             if not any(t.state == EngineState.UP for t in self.targets):
                 raise NoEngineUp("no engine is up: " + self._reasons())
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise PoolExhausted(f"every engine slot stayed busy for {wait_seconds:g} s")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
+            for target in self._candidates():
+                conn = target.take_idle()
+                if conn is not None:
+                    target.busy += 1
+                    self.changed()
+                    target.kick()  # open a replacement warm connection
+                    return Lease(target, conn)
+                if target.connections < target.settings.capacity:
+                    lease = await self._open_for_session(target)
+                    if lease is not None:
+                        return lease
+                    break  # that engine failed; look again at the others
+            else:  # every free slot is a warm connection still being opened: wait for it
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise PoolExhausted(f"every engine slot stayed busy for {wait_seconds:g} s")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), remaining)
+
+    async def _open_for_session(self, target: EngineTarget) -> Lease | None:
+        target.busy += 1  # the slot is held while connecting, so nobody else overfills it
+        self.changed()
+        try:
+            conn = await target.open()
+        except BaseException as exc:
+            target.busy -= 1
+            if isinstance(exc, Exception):
+                target.connect_failures += 1
+                target._failed(f"connect failed: {describe(exc)}")
+                return None
+            self.changed()
+            raise
+        return Lease(target, conn)
 
     def _reasons(self) -> str:
         return "; ".join(f"{t.url}: {t.state.value} ({t.reason})" for t in self.targets)

@@ -22,8 +22,8 @@ from services.common.logs import session_id_var, summary
 from services.common.pb import recognizer_pb2 as pb
 from services.common.pb import recognizer_pb2_grpc as pb_grpc
 from services.intermediate.config import Settings
-from services.intermediate.errors import BadStart, Draining, IntermediateError
-from services.intermediate.metrics import Metrics
+from services.intermediate.errors import BadStart, Draining, EngineLost, IntermediateError
+from services.intermediate.metrics import Metrics, running_tasks
 from services.intermediate.pool import EngineState, Pool, PoolSettings
 from services.intermediate.session import EngineSession
 
@@ -31,6 +31,8 @@ log = logging.getLogger("services.intermediate")
 
 # A router sends `start` at once; a stream that does not is broken.
 START_TIMEOUT_SECONDS = 10.0
+# The router watches the Recognizer service; "" is the whole server. Both follow readiness.
+HEALTH_SERVICES = ("", "kikimimi.v1.Recognizer")
 
 
 def validate_start(request: pb.RecognizeRequest) -> pb.Start:
@@ -52,7 +54,6 @@ def validate_start(request: pb.RecognizeRequest) -> pb.Start:
 class Intermediate(pb_grpc.RecognizerServicer):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.metrics = Metrics()
         self.pool = Pool(
             settings.engines,
             PoolSettings(
@@ -65,11 +66,13 @@ class Intermediate(pb_grpc.RecognizerServicer):
                 backoff_max=settings.backoff_max,
             ),
         )
+        self.metrics = Metrics(self.pool)
         self.pool.listeners.append(self._on_pool_change)
         self.health_servicer: Any = None  # set by serve() once the gRPC server exists
-        self._background: set[asyncio.Task[None]] = set()
+        self._health_dirty = asyncio.Event()
+        self._health_sent: int | None = None
         self.draining = False
-        self.drain_expired = asyncio.Event()
+        self.drain_expired: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.active = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -94,33 +97,43 @@ class Intermediate(pb_grpc.RecognizerServicer):
             "free_slots": free,
             "busy_slots": busy,
             "active_sessions": self.active,
+            "tasks": running_tasks(),
             "engines": engines,
         }
         return not reason, body
 
     def _on_pool_change(self) -> None:
-        for target in self.pool.targets:
-            self.metrics.engine_up.labels(target.url).set(target.state == EngineState.UP)
-            self.metrics.slots.labels(target.url, "busy").set(target.busy)
-            self.metrics.slots.labels(target.url, "free").set(max(0, target.free))
-            self.metrics.reconnects.labels(target.url).set(target.reconnects)
-        if self.health_servicer is not None:
-            ready, _ = self.readiness()
+        self._health_dirty.set()
+
+    async def sync_health(self) -> None:
+        """Keep grpc.health.v1 equal to readiness: SERVING exactly while /readiness is 200.
+
+        One task applies the latest readiness whenever it may have changed, so the status
+        a watcher ends up with is always the current one, never a stale update.
+        """
+        while True:
+            await self._health_dirty.wait()
+            self._health_dirty.clear()
+            ready, body = self.readiness()
             status = grpc_util.SERVING if ready else grpc_util.NOT_SERVING
-            for service in ("", "kikimimi.v1.Recognizer"):
-                # set() is a coroutine on the aio servicer; it only notifies watchers.
-                task = asyncio.get_running_loop().create_task(
-                    self.health_servicer.set(service, status)
+            if status != self._health_sent:
+                for service in HEALTH_SERVICES:
+                    await self.health_servicer.set(service, status)
+                self._health_sent = status
+                log.info(
+                    "ready" if ready else "not ready: %s",
+                    body["reason"],
+                    extra={"ready": ready, "free_slots": body["free_slots"]},
                 )
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
 
     # -- sessions --------------------------------------------------------------------
-    async def Recognize(
+    # grpc's reader/writer style (context.write); the generated stubs know only generators.
+    async def Recognize(  # type: ignore[override]
         self,
         request_iterator: AsyncIterator[pb.RecognizeRequest],
         context: grpc.aio.ServicerContext[pb.RecognizeRequest, pb.RecognizeResponse],
-    ) -> AsyncIterator[pb.RecognizeResponse]:
+    ) -> None:
+        """One session. A coroutine (not a generator): cancellation runs every `finally`."""
         session_id_var.set(
             grpc_util.metadata_value(context.invocation_metadata(), grpc_util.SESSION_ID_KEY)
         )
@@ -140,29 +153,43 @@ class Intermediate(pb_grpc.RecognizerServicer):
             if not session_id_var.get():
                 session_id_var.set(start.session_id)
             wait_began = time.monotonic()
-            lease = await self.pool.checkout(self.settings.checkout_timeout)
-            self.metrics.checkout_wait.observe(time.monotonic() - wait_began)
-            backend = f"{self.settings.name}/{lease.target.url}"
-            session = EngineSession(
-                lease.conn,
-                start,
-                self.settings.engine_sample_rate,
-                self.settings.reply_timeout,
-                self.drain_expired,
-            )
             try:
-                yield pb.RecognizeResponse(accepted=pb.Accepted(backend=backend))
-                async for response in session.run(request_iterator):
-                    yield response
+                lease = await self.pool.checkout(self.settings.checkout_timeout)
             finally:
-                audio_seconds = session.audio_seconds
-                await lease.release()
+                self.metrics.checkout_wait.observe(time.monotonic() - wait_began)
+            graceful = False
+            try:
+                backend = f"{self.settings.name}/{lease.target.url}"
+                session = EngineSession(
+                    lease.conn,
+                    start,
+                    self.settings.engine_sample_rate,
+                    self.settings.reply_timeout,
+                    self.drain_expired,
+                )
+                await context.write(pb.RecognizeResponse(accepted=pb.Accepted(backend=backend)))
+                try:
+                    await session.run(request_iterator, context.write)
+                finally:
+                    audio_seconds = session.audio_seconds
+                graceful = True
+            except EngineLost:
+                lease.target.kick()  # let the maintainer look at the engine now
+                raise
+            finally:
+                await lease.release(graceful)
         except IntermediateError as exc:
-            outcome, error = type(exc).__name__, str(exc)
+            outcome, error = exc.outcome, str(exc)
             await context.abort(exc.status, str(exc))
         except asyncio.CancelledError:
             outcome = "cancelled"
             raise
+        except Exception as exc:
+            if isinstance(exc, grpc.aio.AbortError):
+                raise
+            outcome, error = "internal_error", f"{type(exc).__name__}: {exc}"
+            log.exception("session failed")
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error in the intermediate")
         finally:
             self.active -= 1
             self.metrics.active.dec()
@@ -209,7 +236,7 @@ class Intermediate(pb_grpc.RecognizerServicer):
             await asyncio.wait_for(self._idle.wait(), self.settings.drain_seconds)
         if self.active:
             log.warning("drain deadline passed", extra={"active_sessions": self.active})
-            self.drain_expired.set()
+            self.drain_expired.set_result(None)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), 2)
 
@@ -219,8 +246,12 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     intermediate = Intermediate(settings)
     server = grpc.aio.server(options=grpc_util.SERVER_OPTIONS)
     pb_grpc.add_RecognizerServicer_to_server(intermediate, server)
-    intermediate.health_servicer = grpc_util.add_health(server)
+    health = grpc_util.add_health(server)
+    for service in HEALTH_SERVICES:  # unready until the first engine answers
+        await health.set(service, grpc_util.NOT_SERVING)
+    intermediate.health_servicer = health
     server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
+    health_task = asyncio.create_task(intermediate.sync_health(), name="health-sync")
     intermediate.pool.start()
     intermediate._on_pool_change()
     await server.start()
@@ -238,4 +269,6 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             await intermediate.drain()
     finally:
         await server.stop(grace=1)
+        health_task.cancel()
+        await asyncio.gather(health_task, return_exceptions=True)
         await intermediate.pool.close()

@@ -1,18 +1,19 @@
 """One session over one checked-out engine connection.
 
 Audio from the router is forwarded to the engine as it comes (whole samples, resampled to
-the engine's rate); every engine reply is translated as it comes. The engine owes one
-reply per frame and one for the end: a reply owed for longer than the reply timeout means
-a stuck engine. Whatever happens, the caller releases the lease.
+the engine's rate) by a forwarding task; the session's own task reads the engine's replies,
+translates them and hands them to `emit`. The engine owes one reply per audio frame and one
+for the eof: a reply owed for longer than the reply timeout means a stuck engine. The
+forwarding task is always cancelled and awaited before `run()` returns or raises; the
+caller releases the lease.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
@@ -22,8 +23,10 @@ from services.common.pb import recognizer_pb2 as pb
 from services.intermediate.engine_protocol import EOF_MESSAGE, EngineTranslator, config_message
 from services.intermediate.errors import BadStart, Draining, EngineLost, EngineStuck
 
-# How often a session with nothing owed looks up from waiting (drain, sender failure).
-_IDLE_WAKE_SECONDS = 1.0
+# How often a session with nothing owed looks up from waiting (nothing to time out).
+_IDLE_WAKE_SECONDS = 5.0
+
+Emit = Callable[[pb.RecognizeResponse], Awaitable[None]]
 
 
 class EngineSession:
@@ -33,7 +36,7 @@ class EngineSession:
         start: pb.Start,
         engine_sample_rate: int,
         reply_timeout: float,
-        drain_expired: asyncio.Event,
+        drain_expired: asyncio.Future[None],
     ) -> None:
         self.conn = conn
         self.engine_sample_rate = engine_sample_rate
@@ -42,7 +45,7 @@ class EngineSession:
         self.translator = EngineTranslator(start.language)
         self.resampler = PcmResampler(start.audio.sample_rate_hz, engine_sample_rate)
         self.audio_bytes = 0
-        self._owed: deque[float] = deque()  # send times of frames not yet answered
+        self._owed: deque[float] = deque()  # send times of messages not yet answered
         self._eof_sent = False
 
     @property
@@ -83,57 +86,55 @@ class EngineSession:
             return _IDLE_WAKE_SECONDS
         return max(0.0, self._owed[0] + self.reply_timeout - time.monotonic())
 
-    async def run(
-        self, requests: AsyncIterator[pb.RecognizeRequest]
-    ) -> AsyncIterator[pb.RecognizeResponse]:
-        """Yield partials and segments as the engine answers, then one finished."""
+    async def _reply(self, forward: asyncio.Task[None]) -> str | bytes:
+        """The engine's next reply, failing on a stuck engine, a failed forward or drain expiry."""
+        receive = asyncio.ensure_future(self.conn.recv())
+        try:
+            while True:
+                waiting: set[asyncio.Future[object]] = {receive, self.drain_expired}  # type: ignore[arg-type]
+                if not forward.done():
+                    waiting.add(forward)  # type: ignore[arg-type]
+                await asyncio.wait(
+                    waiting, timeout=self._wait_timeout(), return_when=asyncio.FIRST_COMPLETED
+                )
+                if receive.done():
+                    try:
+                        return receive.result()
+                    except ConnectionClosed as exc:
+                        raise EngineLost(f"engine closed the session: {exc}") from exc
+                if self.drain_expired.done():
+                    raise Draining("the intermediate's drain deadline passed")
+                if forward.done() and forward.exception() is not None:
+                    raise forward.exception()  # type: ignore[misc]
+                if self._owed and self._wait_timeout() <= 0:
+                    raise EngineStuck(f"engine did not answer within {self.reply_timeout:g} s")
+        finally:
+            if not receive.done():
+                receive.cancel()  # recv() is safe to cancel: no message is lost
+                await asyncio.gather(receive, return_exceptions=True)
+
+    async def run(self, requests: AsyncIterator[pb.RecognizeRequest], emit: Emit) -> None:
+        """Emit partials and segments as the engine answers, then one finished."""
         forward = asyncio.create_task(self._forward(requests), name="forward-audio")
-        expired = asyncio.create_task(self.drain_expired.wait(), name="drain-expired")
-        receive: asyncio.Task[str | bytes] | None = None
         last_partial = ""
         try:
             while True:
-                if receive is None:
-                    receive = asyncio.create_task(self.conn.recv())
-                done, _ = await asyncio.wait(
-                    {receive, forward, expired},
-                    timeout=self._wait_timeout(),
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                if expired in done:
-                    raise Draining("the intermediate's drain deadline passed")
-                if forward in done and forward.exception() is not None:
-                    raise forward.exception()  # type: ignore[misc]
-                if receive not in done:
-                    if self._owed and self._wait_timeout() <= 0:
-                        raise EngineStuck(f"engine did not answer within {self.reply_timeout:g} s")
-                    continue
-                try:
-                    raw = receive.result()
-                except ConnectionClosed as exc:
-                    raise EngineLost(f"engine closed the session: {exc}") from exc
-                receive = None
+                raw = await self._reply(forward)
                 if self._owed:
                     self._owed.popleft()
                 response = self.translator.feed(raw)
                 if response.HasField("partial"):
                     if response.partial.text != last_partial:
                         last_partial = response.partial.text
-                        yield response
+                        await emit(response)
                     continue
                 last_partial = ""
                 final = self._eof_sent and not self._owed
                 if response.segment.text or response.segment.words or final:
-                    yield response
+                    await emit(response)
                 if final:
-                    yield self.translator.finished()
+                    await emit(self.translator.finished())
                     return
         finally:
-            for task in (forward, expired, receive):
-                if task is not None:
-                    task.cancel()
-            await asyncio.gather(
-                *(t for t in (forward, expired, receive) if t is not None), return_exceptions=True
-            )
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.conn.close(), 1)
+            forward.cancel()
+            await asyncio.gather(forward, return_exceptions=True)
