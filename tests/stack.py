@@ -95,11 +95,21 @@ class Stack:
         self.services.append(service)
         return service
 
-    def engine_stub(self, name: str = "engine", **settings: Any) -> Service:
-        """engine_stub with ENGINE_STUB_<NAME>=value for each keyword."""
-        port = free_port()
+    def engine_stub(
+        self, name: str = "engine", port: int | None = None, wait: bool = True, **settings: Any
+    ) -> Service:
+        """engine_stub with ENGINE_STUB_<NAME>=value for each keyword.
+
+        `port`: listen there (e.g. to restart an engine where it was); `wait=False`: return
+        at once, before the port opens (a slow start).
+        """
+        port = port or free_port()
         env = {f"ENGINE_STUB_{k.upper()}": str(v) for k, v in settings.items()}
         env |= {"ENGINE_STUB_PORT": str(port), "ENGINE_STUB_LOG_FORMAT": "json"}
+        if not wait:
+            service = start_service(name, "engine_stub", env, None, {"ws": port})
+            self.services.append(service)
+            return service
         return self._start(
             name,
             "engine_stub",
