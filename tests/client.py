@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,15 @@ class SessionResult:
     messages: list[dict[str, Any]] = field(default_factory=list)
     close_code: int | None = None
     close_reason: str = ""
+    # loop.time() when recog-break was sent and when recog-finished arrived (0.0: never).
+    break_sent_at: float = 0.0
+    finished_at: float = 0.0
+
+    @property
+    def final_latency(self) -> float:
+        """Seconds from recog-break to recog-finished."""
+        assert self.finished_at, "the session did not finish"
+        return self.finished_at - self.break_sent_at
 
     @property
     def finished(self) -> dict[str, Any]:
@@ -60,8 +70,12 @@ async def stream_session(
     realtime_bytes_per_second: int = 0,
     send_break: bool = True,
     within: float = SESSION_TIMEOUT,
+    on_message: Callable[[dict[str, Any]], None] | None = None,
 ) -> SessionResult:
-    """Stream `audio`, send recog-break, collect every message until the server closes."""
+    """Stream `audio`, send recog-break, collect every message until the server closes.
+
+    `on_message` is called with each message as it arrives (to act mid-session).
+    """
     result = SessionResult()
     async with connect(
         url, additional_headers=headers or {}, open_timeout=10, close_timeout=5, max_size=2**20
@@ -76,6 +90,7 @@ async def stream_session(
                     due = began + (offset + frame_bytes) / realtime_bytes_per_second
                     await asyncio.sleep(max(0.0, due - loop.time()))
             if send_break:
+                result.break_sent_at = loop.time()
                 await ws.send(RECOG_BREAK)
 
         sender = asyncio.create_task(send())
@@ -83,6 +98,10 @@ async def stream_session(
             async with asyncio.timeout(within):
                 async for message in ws:
                     result.messages.append(json.loads(message))
+                    if result.messages[-1].get("status") == "recog-finished":
+                        result.finished_at = asyncio.get_running_loop().time()
+                    if on_message is not None:
+                        on_message(result.messages[-1])
         except ConnectionClosed:
             pass
         finally:

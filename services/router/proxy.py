@@ -1,19 +1,17 @@
 """One session through the router: start on a backend, relay, fail over without loss.
 
-The router keeps the session's audio (bounded) and counts the determined segments the
-client has been sent. When the backend fails with a retryable error mid-session, the
-audio so far is replayed to another backend of the same pool and the replayed session's
-first segments — the ones the client already has — are skipped. Engines behind a pool are
-expected to segment the same audio the same way (engine_stub does; real engines may not,
-see docs/operations.md).
+The router keeps the session's audio (bounded) and what the client has been sent. When
+the backend fails with a retryable error mid-session, the audio so far is replayed to
+another backend of the same pool, and `ResultFilter` passes on only the results the client
+has not seen (see failover.py and docs/routing.md for the limits with real engines).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 import grpc
 
@@ -26,6 +24,7 @@ from services.router.errors import (
     BackendFailed,
     NoBackend,
 )
+from services.router.failover import AudioLog, ResultFilter
 
 log = logging.getLogger(__name__)
 
@@ -41,26 +40,6 @@ class ProxySettings:
     deadline: float
 
 
-@dataclass
-class AudioLog:
-    """The session's audio so far, for replay; gives up past its bound."""
-
-    limit: int
-    chunks: list[bytes] = field(default_factory=list)
-    size: int = 0
-    overflowed: bool = False
-
-    def add(self, chunk: bytes) -> None:
-        if self.overflowed:
-            return
-        self.size += len(chunk)
-        if self.size > self.limit:
-            self.overflowed = True
-            self.chunks.clear()
-        else:
-            self.chunks.append(chunk)
-
-
 class ProxySession:
     def __init__(
         self,
@@ -74,6 +53,9 @@ class ProxySession:
         self.settings = settings
         self.metadata = metadata
         self.audio = AudioLog(settings.buffer_bytes)
+        self.results = ResultFilter(start.language)
+        # Sees every request the client sends after start (the shadow's feed); never blocks.
+        self.mirror: Callable[[pb.RecognizeRequest], None] | None = None
         self.client_ended = False
         self.backend: Backend | None = None
         self.call: Call | None = None
@@ -81,11 +63,12 @@ class ProxySession:
         self.failovers = 0
         self.retries = 0
         self.accepted_by = ""
+        self.used: list[str] = []  # addresses of the backends that accepted, in order
         self._write_lock = asyncio.Lock()
 
     # -- start ------------------------------------------------------------------------
     async def _open(self, backend: Backend) -> tuple[Call, pb.Accepted]:
-        """Open a call on `backend`, send start, wait for accepted; raises AioRpcError."""
+        """Open a call on `backend`, send start, wait for accepted; raises BackendFailed."""
         # grpc-stubs (1.53) does not know that a stream call may start without an iterator.
         call: Call = backend.stub.Recognize(  # type: ignore[call-arg]
             metadata=self.metadata, timeout=self.settings.deadline
@@ -142,6 +125,7 @@ class ProxySession:
                 self.retries += 1
                 continue
             self.backend, self.call, self.accepted_by = backend, call, accepted.backend
+            self.used.append(backend.address)
             return accepted
         if last is not None:
             raise NoBackend(f"no backend of pool {self.pool.name} could take the session: {last}")
@@ -157,6 +141,8 @@ class ProxySession:
         """Forward the client's audio and end to whichever backend is current, logging it."""
         async for request in requests:
             kind = request.WhichOneof("request")
+            if self.mirror is not None and kind in ("audio", "end"):
+                self.mirror(request)
             async with self._write_lock:
                 if kind == "audio":
                     self.audio.add(request.audio)
@@ -200,6 +186,13 @@ class ProxySession:
                 raise error from None
             except NoBackend as exc:
                 raise BackendFailed(error.status, f"{error}; failover found {exc}") from None
+            self.results.failover()
+            log.info(
+                "replaying %d bytes of audio to %s",
+                self.audio.size,
+                self.used[-1],
+                extra={"backend": self.used[-1], "failover": self.failovers},
+            )
             for chunk in self.audio.chunks:
                 await self._write_current(pb.RecognizeRequest(audio=chunk))
             if self.client_ended:
@@ -207,8 +200,6 @@ class ProxySession:
 
     async def relay(self) -> AsyncIterator[pb.RecognizeResponse]:
         """Yield the backend's results, failing over on retryable errors; ends after finished."""
-        segments_sent = 0
-        segments_seen = 0  # segments from the current backend, replayed ones included
         while True:
             assert self.call is not None
             try:
@@ -220,27 +211,18 @@ class ProxySession:
                 if exc.code() not in RETRYABLE_MID_SESSION:
                     raise error from None
                 await self._failover(error)
-                segments_seen = 0
                 continue
             except BackendFailed as error:
                 if error.status not in RETRYABLE_MID_SESSION:
                     raise
                 await self._failover(error)
-                segments_seen = 0
                 continue
             assert isinstance(reply, pb.RecognizeResponse)
-            kind = reply.WhichOneof("response")
-            if kind == "segment":
-                segments_seen += 1
-                if segments_seen <= segments_sent:
-                    continue  # the client has it already
-                segments_sent += 1
-            elif kind == "partial" and segments_seen < segments_sent:
-                continue  # still replaying audio the client has results for
-            elif kind == "accepted":
+            passed = self.results.feed(reply)
+            if passed is None:
                 continue
-            yield reply
-            if kind == "finished":
+            yield passed
+            if passed.HasField("finished"):
                 return
 
     async def close(self) -> None:

@@ -14,6 +14,7 @@ Parsing and validation are pure: a bad table raises `RouteTableError` naming the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -23,12 +24,28 @@ class RouteTableError(ValueError):
     pass
 
 
+def check_address(address: str) -> None:
+    """`host:port`, `[v6]:port` or `dns:///name:port`; raises ValueError naming the address."""
+    host, sep, port = address.removeprefix("dns:///").rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{address!r} is not host:port or dns:///name:port")
+    if "/" in host:
+        raise ValueError(f"{address!r}: only the dns:/// scheme is supported")
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class PoolSpec(_Strict):
     backends: list[str] = Field(min_length=1)
+
+    @field_validator("backends")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            check_address(address)
+        return value
 
 
 class ShadowSpec(_Strict):
@@ -37,7 +54,7 @@ class ShadowSpec(_Strict):
 
 
 class RouteSpec(_Strict):
-    process: list[str]
+    process: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
     language: str = Field(min_length=1)
     pool: str
     shadow: ShadowSpec | None = None

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import random
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,18 +23,21 @@ from services.common.http_server import serve_http
 from services.common.logs import session_id_var, summary
 from services.common.pb import recognizer_pb2 as pb
 from services.common.pb import recognizer_pb2_grpc as pb_grpc
-from services.router.backends import BackendRegistry
+from services.router.backends import RECOGNIZER_SERVICE, BackendRegistry
 from services.router.config import Settings
 from services.router.errors import (
     RETRYABLE_AT_START,
     BadStart,
     Draining,
+    NoBackend,
     NoRoute,
     RouterError,
 )
 from services.router.metrics import Metrics
 from services.router.proxy import ProxySession, ProxySettings
+from services.router.routes import Route as TableRoute
 from services.router.routes import RouteTable, RouteTableError, parse_route_table
+from services.router.shadow import ShadowSession, ShadowSettings, settle
 
 log = logging.getLogger("services.router")
 
@@ -53,6 +57,8 @@ class Router(pb_grpc.RecognizerServicer):
         self.active = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self.table_error = ""  # why the file on disk was rejected, while it is
+        self.shadows: set[asyncio.Task[None]] = set()  # settling shadow sessions
 
     # -- route table -----------------------------------------------------------------
     def read_table(self) -> tuple[RouteTable, str]:
@@ -72,16 +78,20 @@ class Router(pb_grpc.RecognizerServicer):
             digest = hashlib.sha256(text.encode()).hexdigest()
             if digest == self.table_digest:
                 continue
-            self.table_digest = digest
+            self.table_digest = digest  # a rejected file is reported once, not every interval
             try:
                 table = parse_route_table(text, str(self.settings.routes_file))
             except RouteTableError as exc:
+                self.table_error = str(exc)
                 self.metrics.reloads.labels("rejected").inc()
+                self.metrics.table_ok.set(0)
                 log.error("route table rejected, keeping the old one:\n%s", exc)
                 continue
+            # Pools first: a route never points at a pool the registry does not have.
             await self.registry.apply(table.pools)
-            self.table = table
+            self.table, self.table_error = table, ""
             self.metrics.reloads.labels("applied").inc()
+            self.metrics.table_ok.set(1)
             log.info("route table reloaded", extra={"routes": len(table.routes)})
 
     # -- sessions --------------------------------------------------------------------
@@ -107,7 +117,10 @@ class Router(pb_grpc.RecognizerServicer):
         )
         session_id_var.set(grpc_util.metadata_value(metadata, grpc_util.SESSION_ID_KEY))
         began = time.monotonic()
-        outcome, route_label, proxy = "ok", "none", None
+        outcome, route_label, language = "ok", "none", ""
+        proxy: ProxySession | None = None
+        shadow: ShadowSession | None = None
+        final: pb.Finished | None = None
         self.active += 1
         self._idle.clear()
         self.metrics.active.inc()
@@ -122,6 +135,7 @@ class Router(pb_grpc.RecognizerServicer):
             if first.WhichOneof("request") != "start":
                 raise BadStart("the first message of a session must be start")
             start = first.start
+            language = start.language
             if not session_id_var.get():
                 session_id_var.set(start.session_id)
                 metadata += ((grpc_util.SESSION_ID_KEY, start.session_id),)
@@ -129,12 +143,20 @@ class Router(pb_grpc.RecognizerServicer):
             if route is None:
                 raise self._no_route(start)
             route_label = f"{route.process}/{route.language}"
-            pool = self.registry.pools[route.pool]
+            pool = self.registry.pools.get(route.pool)
+            if pool is None:  # only while a reload swaps tables
+                raise NoBackend(f"pool {route.pool} is being reloaded")
             proxy = ProxySession(start, pool, self._proxy_settings(start), metadata)
             accepted = await proxy.connect(RETRYABLE_AT_START)
+            shadow = self._maybe_shadow(route, start, metadata)
+            if shadow is not None:
+                proxy.mirror = shadow.offer
+                shadow.begin()
             yield pb.RecognizeResponse(accepted=accepted)
             pump = asyncio.create_task(proxy.pump_client(request_iterator), name="pump")
             async for reply in self._until_drain_expires(proxy.relay()):
+                if reply.HasField("finished"):
+                    final = reply.finished
                 yield reply
         except RouterError as exc:
             outcome = type(exc).__name__
@@ -149,10 +171,14 @@ class Router(pb_grpc.RecognizerServicer):
             if pump is not None:
                 pump.cancel()
                 await asyncio.gather(pump, return_exceptions=True)
+            if shadow is not None:
+                self._settle_later(shadow, final, language, route_label)
             if proxy is not None:
                 await proxy.close()
-                self.metrics.retries.inc(proxy.retries)
-                self.metrics.failovers.inc(proxy.failovers)
+                self.metrics.retries.labels(route_label).inc(proxy.retries)
+                self.metrics.failovers.labels(route_label).inc(proxy.failovers)
+                for address in proxy.used:
+                    self.metrics.backend_sessions.labels(route_label, address).inc()
             self.active -= 1
             self.metrics.active.dec()
             if self.active == 0:
@@ -163,10 +189,44 @@ class Router(pb_grpc.RecognizerServicer):
                 outcome=outcome,
                 route=route_label,
                 backend=proxy.accepted_by if proxy else "",
+                backends=proxy.used if proxy else [],
                 retries=proxy.retries if proxy else 0,
                 failovers=proxy.failovers if proxy else 0,
+                shadow=shadow.backend if shadow else None,
                 duration_s=round(time.monotonic() - began, 3),
             )
+
+    # -- shadow traffic --------------------------------------------------------------
+    def _maybe_shadow(
+        self, route: TableRoute, start: pb.Start, metadata: tuple[tuple[str, str], ...]
+    ) -> ShadowSession | None:
+        if route.shadow_pool is None or random.random() >= route.shadow_fraction:
+            return None
+        pool = self.registry.pools.get(route.shadow_pool)
+        if pool is None or len(self.shadows) >= self.settings.shadow_max_sessions:
+            return None
+        rate = (start.audio.sample_rate_hz or 16000) * (start.audio.channels or 1)
+        settings = ShadowSettings(
+            accept_timeout=self.settings.accept_timeout,
+            queue_bytes=int(self.settings.shadow_queue_seconds * rate * 2),
+            finish_timeout=self.settings.shadow_finish_timeout,
+            deadline=self.settings.session_deadline,
+        )
+        shadow_metadata = tuple(
+            (k, f"{v}-shadow" if k == grpc_util.SESSION_ID_KEY else v) for k, v in metadata
+        )
+        log.info("mirroring to shadow pool %s", pool.name)
+        return ShadowSession(start, pool, settings, shadow_metadata)
+
+    def _settle_later(
+        self, shadow: ShadowSession, final: pb.Finished | None, language: str, route: str
+    ) -> None:
+        """Compare in the background: the primary's end is never held up by its shadow."""
+        task = asyncio.create_task(
+            settle(shadow, final, language, route, self.metrics), name="shadow-settle"
+        )
+        self.shadows.add(task)
+        task.add_done_callback(self.shadows.discard)
 
     def _no_route(self, start: pb.Start) -> NoRoute:
         languages = self.table.languages(start.process)
@@ -205,9 +265,11 @@ class Router(pb_grpc.RecognizerServicer):
 
     # -- HTTP ------------------------------------------------------------------------
     def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready while a route table is loaded and not draining; the body shows every route."""
         routes = []
         for (process, language), route in sorted(self.table.routes.items()):
             pool = self.registry.pools.get(route.pool)
+            backends = list(pool.backends.values()) if pool else []
             routes.append(
                 {
                     "process": process,
@@ -215,11 +277,12 @@ class Router(pb_grpc.RecognizerServicer):
                     "pool": route.pool,
                     "shadow_pool": route.shadow_pool,
                     "shadow_fraction": route.shadow_fraction,
+                    "backend_count": len(backends),
+                    "healthy_backends": sum(b.healthy for b in backends),
                     "backends": [
                         {"address": b.address, "healthy": b.healthy, "sessions": b.outstanding}
-                        for b in (pool.backends.values() if pool else ())
+                        for b in backends
                     ],
-                    "healthy_backends": pool.healthy_count() if pool else 0,
                 }
             )
         reason = "draining" if self.draining else ""
@@ -227,10 +290,21 @@ class Router(pb_grpc.RecognizerServicer):
             "ready": not reason,
             "reason": reason,
             "routes_file": str(self.settings.routes_file),
+            "routes_file_error": self.table_error,
             "active_sessions": self.active,
+            "shadow_sessions": len(self.shadows),
             "routes": routes,
         }
         return not reason, body
+
+    def update_gauges(self) -> None:
+        self.metrics.healthy_backends.clear()
+        self.metrics.backends.clear()
+        for (process, language), route in self.table.routes.items():
+            pool = self.registry.pools.get(route.pool)
+            label = (f"{process}/{language}", route.pool)
+            self.metrics.healthy_backends.labels(*label).set(pool.healthy_count() if pool else 0)
+            self.metrics.backends.labels(*label).set(len(pool.backends) if pool else 0)
 
     def http_app(self) -> Starlette:
         async def readiness(_: Request) -> Response:
@@ -241,8 +315,7 @@ class Router(pb_grpc.RecognizerServicer):
             return JSONResponse({"status": "alive"})
 
         async def metrics(_: Request) -> Response:
-            for pool in self.registry.pools.values():
-                self.metrics.healthy_backends.labels(pool.name).set(pool.healthy_count())
+            self.update_gauges()
             return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
         return Starlette(
@@ -282,6 +355,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     server = grpc.aio.server(options=grpc_util.SERVER_OPTIONS)
     pb_grpc.add_RecognizerServicer_to_server(router, server)
     router.health_servicer = grpc_util.add_health(server)
+    for service in ("", RECOGNIZER_SERVICE):
+        await router.health_servicer.set(service, grpc_util.SERVING)
+    router.metrics.table_ok.set(1)
     server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
     await server.start()
     reload_task = asyncio.create_task(router.reload_forever(), name="reload-routes")
@@ -301,4 +377,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         reload_task.cancel()
         await asyncio.gather(reload_task, return_exceptions=True)
         await server.stop(grace=1)
+        for task in list(router.shadows):  # shadows are only statistics: do not wait for them
+            task.cancel()
+        await asyncio.gather(*router.shadows, return_exceptions=True)
         await router.registry.close()

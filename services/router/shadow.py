@@ -1,0 +1,186 @@
+"""Shadow traffic: mirror a session to a shadow pool and compare the final texts.
+
+A shadow never touches what the client receives and never slows the primary down: the
+primary's audio is *offered* to a bounded queue (never awaited), and a shadow that falls
+behind, fails or is slow is dropped and counted as a failure. After the primary finished,
+the shadow gets `finish_timeout` seconds to finish too; then the final texts are compared
+(match, or mismatch with a word error rate) in the background, counted and logged. The
+texts themselves are not logged: they are the client's speech.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass
+
+import grpc
+
+from services.common import grpc_util
+from services.common.pb import recognizer_pb2 as pb
+from services.router.backends import BackendPool
+from services.router.metrics import Metrics
+from services.router.wer import word_error_rate
+
+log = logging.getLogger(__name__)
+
+Call = grpc.aio.StreamStreamCall[pb.RecognizeRequest, pb.RecognizeResponse]
+
+
+@dataclass(frozen=True)
+class ShadowSettings:
+    accept_timeout: float
+    queue_bytes: int  # audio waiting for the shadow beyond this drops the shadow
+    finish_timeout: float  # after the primary finished
+    deadline: float
+
+
+class ShadowSession:
+    """One session mirrored to a shadow backend; its failures only ever end the shadow."""
+
+    def __init__(
+        self,
+        start: pb.Start,
+        pool: BackendPool,
+        settings: ShadowSettings,
+        metadata: tuple[tuple[str, str], ...],
+    ) -> None:
+        self.start = pb.Start()
+        self.start.CopyFrom(start)
+        self.pool = pool
+        self.settings = settings
+        self.metadata = metadata
+        self.queue: deque[pb.RecognizeRequest] = deque()
+        self.queued_bytes = 0
+        self.failure = ""  # why the shadow was given up; empty while it is fine
+        self.finished: pb.Finished | None = None
+        self.backend = ""
+        self._more = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def begin(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="shadow")
+
+    def offer(self, request: pb.RecognizeRequest) -> None:
+        """Queue a request of the primary for the shadow; never blocks."""
+        if self.failure or self._task is None or self._task.done():
+            return
+        size = len(request.audio)
+        if self.queued_bytes + size > self.settings.queue_bytes:
+            self.fail(f"the shadow fell behind by more than {self.settings.queue_bytes} bytes")
+            return
+        self.queue.append(request)
+        self.queued_bytes += size
+        self._more.set()
+
+    def fail(self, reason: str) -> None:
+        if not self.failure and self.finished is None:
+            self.failure = reason
+        if self._task is not None:
+            self._task.cancel()
+        self.queue.clear()
+
+    async def wait(self, grace: float) -> None:
+        """Give the shadow `grace` seconds more to finish, then give it up."""
+        if self._task is None:
+            return
+        _, pending = await asyncio.wait({self._task}, timeout=grace)
+        if pending:
+            self.fail(f"no final result within {grace:g} s of the primary's")
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        backend = self.pool.pick()
+        if backend is None:
+            self.failure = f"no healthy backend in shadow pool {self.pool.name}"
+            return
+        self.backend = backend.address
+        backend.outstanding += 1
+        # grpc-stubs (1.53) does not know that a stream call may start without an iterator.
+        call: Call = backend.stub.Recognize(  # type: ignore[call-arg]
+            metadata=self.metadata, timeout=self.settings.deadline
+        )
+        writer: asyncio.Task[None] | None = None
+        try:
+            await call.write(pb.RecognizeRequest(start=self.start))
+            reply = await asyncio.wait_for(call.read(), self.settings.accept_timeout)
+            if not isinstance(reply, pb.RecognizeResponse) or not reply.HasField("accepted"):
+                self.failure = "the shadow did not accept the session"
+                return
+            writer = asyncio.create_task(self._write(call), name="shadow-writer")
+            while True:
+                reply = await call.read()
+                if reply is grpc_util.EOF:
+                    self.failure = f"the shadow ended without a final result: {await call.code()}"
+                    return
+                assert isinstance(reply, pb.RecognizeResponse)
+                if reply.HasField("finished"):
+                    self.finished = reply.finished
+                    return
+        except TimeoutError:
+            self.failure = f"the shadow did not accept within {self.settings.accept_timeout:g} s"
+        except grpc.aio.AioRpcError as exc:
+            self.failure = f"the shadow failed: {exc.code().name}: {exc.details()}"
+        finally:
+            if writer is not None:
+                writer.cancel()
+                await asyncio.gather(writer, return_exceptions=True)
+            call.cancel()
+            backend.outstanding -= 1
+
+    async def _write(self, call: Call) -> None:
+        while True:
+            await self._more.wait()
+            self._more.clear()
+            while self.queue:
+                request = self.queue.popleft()
+                self.queued_bytes -= len(request.audio)
+                await call.write(request)
+                if request.HasField("end"):
+                    await call.done_writing()
+                    return
+
+
+async def settle(
+    shadow: ShadowSession,
+    primary: pb.Finished | None,
+    language: str,
+    route: str,
+    metrics: Metrics,
+) -> None:
+    """Wait for the shadow (bounded), compare with the primary's final text, count and log."""
+    if primary is None:
+        shadow.fail("the primary session did not finish")
+        await shadow.wait(0)
+        metrics.shadow_sessions.labels(route, "aborted").inc()
+        log.info("shadow aborted", extra={"route": route, "shadow_backend": shadow.backend})
+        return
+    await shadow.wait(shadow.settings.finish_timeout)
+    if shadow.finished is None:
+        metrics.shadow_sessions.labels(route, "failure").inc()
+        log.warning(
+            "shadow failed: %s",
+            shadow.failure or "no final result",
+            extra={"route": route, "shadow_backend": shadow.backend},
+        )
+        return
+    rate, errors, words = await asyncio.to_thread(
+        word_error_rate, language, primary.text, shadow.finished.text
+    )
+    result = "match" if errors == 0 else "mismatch"
+    metrics.shadow_sessions.labels(route, result).inc()
+    metrics.shadow_word_errors.labels(route).inc(errors)
+    metrics.shadow_reference_words.labels(route).inc(words)
+    metrics.shadow_wer.labels(route).observe(rate)
+    log.info(
+        "shadow %s",
+        result,
+        extra={
+            "route": route,
+            "shadow_backend": shadow.backend,
+            "wer": round(rate, 4),
+            "word_errors": errors,
+            "reference_words": words,
+        },
+    )
