@@ -109,7 +109,7 @@ class RouterClient:
         except TimeoutError:
             call.cancel()
             raise refusal_from_grpc(
-                grpc.StatusCode.UNAVAILABLE, "no backend accepted in time", None, retry_after
+                grpc.StatusCode.DEADLINE_EXCEEDED, "no backend accepted in time", None, retry_after
             ) from None
         except grpc.aio.AioRpcError as exc:
             raise refusal_from_grpc(

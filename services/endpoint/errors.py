@@ -71,13 +71,15 @@ def refusal_from_grpc(
         return bad_request(code, details)
     if status == grpc.StatusCode.INVALID_ARGUMENT:
         return bad_request("invalid_parameter", details)
-    if status in (
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-    ):
+    if status == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return unavailable("no_capacity", f"every backend is busy: {details}", retry_after)
+    if status == grpc.StatusCode.UNAVAILABLE:
         return unavailable(
-            "no_capacity", f"no backend can take the session now: {details}", retry_after
+            "backend_unavailable", f"no backend can take the session now: {details}", retry_after
+        )
+    if status == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return unavailable(
+            "backend_timeout", f"no backend accepted in time: {details}", retry_after
         )
     return Refusal(500, "internal_error", f"the backend failed: {details}")
 
