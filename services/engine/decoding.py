@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,6 +110,8 @@ _bank: DecoderBank | None = None
 
 def init_worker(spec: ModelSpec, preload: int) -> None:
     global _bank
+    # Ctrl-C reaches the whole process group; the parent decides when workers stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _bank = DecoderBank(spec, preload)
 
 

@@ -173,7 +173,7 @@ def main() -> None:
             service.stop()
         runs = [r for r in results if isinstance(r, Run)]
         failed = [repr(r) for r in results if not isinstance(r, Run)]
-        latencies = sorted(r.final_latency for r in runs) or [float("nan")]
+        latencies = sorted(r.final_latency for r in runs) or [-0.001]  # -1: none finished
         print(
             json.dumps(
                 {
