@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -124,3 +125,32 @@ async def refusal(
         body = json.loads(response.body or b"{}")
         return response.status_code, body, {k.lower(): v for k, v in response.headers.items()}
     raise AssertionError("the connection was accepted, not refused")
+
+
+async def exchange(
+    url: str,
+    frames: list[bytes | str],
+    headers: dict[str, str] | None = None,
+    within: float = SESSION_TIMEOUT,
+) -> SessionResult:
+    """Send `frames` as they are (binary or text, nothing added), then collect every message
+    until the server closes; for tests of what the server does with odd input."""
+    result = SessionResult()
+    async with connect(
+        url,
+        additional_headers=headers or {},
+        open_timeout=10,
+        close_timeout=5,
+        max_size=2**20,
+        max_queue=None,
+    ) as ws:
+        async with asyncio.timeout(within):
+            with contextlib.suppress(ConnectionClosed):  # the server may close mid-way
+                for frame in frames:
+                    await ws.send(frame)
+            with contextlib.suppress(ConnectionClosed):
+                async for message in ws:  # also what arrived before a close
+                    result.messages.append(json.loads(message))
+        result.close_code = ws.close_code
+        result.close_reason = ws.close_reason or ""
+    return result
