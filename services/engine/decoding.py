@@ -9,9 +9,11 @@ decoding runs in processes, not threads.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,7 +114,18 @@ def init_worker(spec: ModelSpec, preload: int) -> None:
     global _bank
     # Ctrl-C reaches the whole process group; the parent decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     _bank = DecoderBank(spec, preload)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this worker when the engine process dies, even by SIGKILL, so that
+    no orphan keeps decoding (elsewhere the call-queue EOF ends the worker eventually)."""
+    if sys.platform != "linux":
+        return
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def _the_bank() -> DecoderBank:
