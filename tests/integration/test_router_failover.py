@@ -1,0 +1,158 @@
+"""Failover: a backend lost mid-session is replaced without the client losing a segment."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.client import stream_session
+from tests.procs import Service
+from tests.router.router_helpers import (
+    EXPECTED_SEGMENTS,
+    V2_PROGRESSIVE,
+    address,
+    busy_backend,
+    determined_segments,
+    has_determined,
+    metric,
+    readiness,
+    wait_metric,
+)
+from tests.stack import Stack, wait_until
+
+pytestmark = pytest.mark.slow
+
+# Twice real time: the session lasts about 3 s, and the kill lands after its first segment.
+PACE = 64000
+
+
+class TwoBackends:
+    """Two live ja backends (intermediate + its own engine_stub) behind a shared router.
+
+    The router and endpoint live for the module; each test gets the survivors of the test
+    before plus fresh backends, written into the route table (reloaded, not restarted).
+    """
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.pairs: list[tuple[Service, Service]] = []  # (intermediate, engine), alive
+        self.started = 0
+        self.top_up()
+        self.router = stack.router({"ja": self.intermediates})
+        self.endpoint = stack.endpoint(self.router)
+        self.url = f"ws://127.0.0.1:{self.endpoint.ports['http']}/"
+
+    @property
+    def intermediates(self) -> list[Service]:
+        return [i for i, _ in self.pairs]
+
+    def top_up(self) -> None:
+        self.pairs = [
+            (i, e) for i, e in self.pairs if i.proc.poll() is None and e.proc.poll() is None
+        ]
+        while len(self.pairs) < 2:
+            self.started += 1
+            engine = self.stack.engine_stub(f"engine-ja-{self.started}")
+            self.pairs.append(
+                (self.stack.intermediate(f"intermediate-ja-{self.started}", [engine]), engine)
+            )
+
+    def renew(self) -> None:
+        """Two live backends in the route table, both healthy in the router."""
+        self.top_up()
+        self.stack.write_routes({"ja": self.intermediates})
+        wanted = set(map(address, self.intermediates))
+        wait_until(
+            lambda: (
+                {
+                    b["address"]
+                    for r in readiness(self.router)["routes"]
+                    for b in r["backends"]
+                    if b["healthy"]
+                }
+                == wanted
+            ),
+            30,
+            "the router did not switch to the new backends",
+        )
+
+    def kill_at_first_segment(
+        self, victims: Callable[[str], list[Service]]
+    ) -> tuple[list[str], Callable[[dict[str, Any]], None]]:
+        """An on_message callback that SIGKILLs victims(busy backend) at the first segment."""
+        killed: list[str] = []
+
+        def on_message(message: dict[str, Any]) -> None:
+            if not killed and has_determined(message):
+                busy = busy_backend(self.router)
+                for service in victims(busy):
+                    service.proc.kill()
+                killed.append(busy)
+
+        return killed, on_message
+
+    def intermediate_at(self, busy: str) -> Service:
+        return next(i for i, _ in self.pairs if address(i) == busy)
+
+    def engine_of(self, busy: str) -> Service:
+        return next(e for i, e in self.pairs if address(i) == busy)
+
+
+@pytest.fixture(scope="module")
+def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoBackends]:
+    with Stack(tmp_path_factory.mktemp("failover")) as stack:
+        yield TwoBackends(stack)
+
+
+@pytest.fixture
+def two(backends: TwoBackends) -> TwoBackends:
+    backends.renew()
+    return backends
+
+
+async def test_killed_intermediate_mid_session_loses_no_segment(
+    two: TwoBackends, sample: bytes
+) -> None:
+    """SIGKILL of the serving intermediate after the first segment: every segment arrives once."""
+    failovers = metric(two.router, "kikimimi_router_failovers_total")
+    killed, on_message = two.kill_at_first_segment(lambda busy: [two.intermediate_at(busy)])
+    result = await stream_session(
+        two.url, sample, V2_PROGRESSIVE, realtime_bytes_per_second=PACE, on_message=on_message
+    )
+    assert killed, "no determined segment arrived before the end"
+    assert result.close_code == 1000
+    assert determined_segments(result) == EXPECTED_SEGMENTS
+    assert result.finished["response"][0]["result"] == EXPECTED_SEGMENTS[-1]
+    wait_metric(two.router, "kikimimi_router_failovers_total", failovers + 1)
+
+
+async def test_killed_engine_mid_session_loses_no_segment(two: TwoBackends, sample: bytes) -> None:
+    """SIGKILL of the serving intermediate's engine after the first segment: nothing is lost."""
+    failovers = metric(two.router, "kikimimi_router_failovers_total")
+    killed, on_message = two.kill_at_first_segment(lambda busy: [two.engine_of(busy)])
+    result = await stream_session(
+        two.url, sample, V2_PROGRESSIVE, realtime_bytes_per_second=PACE, on_message=on_message
+    )
+    assert killed, "no determined segment arrived before the end"
+    assert result.close_code == 1000
+    assert determined_segments(result) == EXPECTED_SEGMENTS
+    wait_metric(two.router, "kikimimi_router_failovers_total", failovers + 1)
+
+
+async def test_both_backends_killed_ends_with_a_retryable_error(
+    two: TwoBackends, sample: bytes
+) -> None:
+    """With every backend of the pool killed mid-session, the client gets a retryable 1011."""
+    killed, on_message = two.kill_at_first_segment(lambda busy: two.intermediates)
+    result = await stream_session(
+        two.url, sample, V2_PROGRESSIVE, realtime_bytes_per_second=PACE, on_message=on_message
+    )
+    assert killed
+    assert result.close_code == 1011
+    [error] = result.errors
+    assert error["status"] == "error"
+    assert error["error"]["retryable"] is True
+    assert error["error"]["code"] == "backend_unavailable"
+    assert determined_segments(result) == EXPECTED_SEGMENTS[:1]
