@@ -1,11 +1,11 @@
 """The engine protocol of one connection, without I/O (DESIGN.md §4, vosk-server's
 `websocket/asr_server.py`).
 
-`EngineSession` is fed the connection's messages. Text is a config (taken only before the
-first audio, as vosk-server builds its recogniser on the first audio frame; a later one is
-ignored), the exact bytes `{"eof" : 1}` (final segment, then close) or `{"reset" : 1}`
-(final segment, connection stays); anything else is a `ProtocolError` (close 1011).
-Audio is cut into whole samples — an odd last byte is carried to the next frame, where
+`EngineSession` is fed the connection's messages. Text is a config (checked always, taken
+only before the first audio, as vosk-server builds its recogniser on the first audio frame;
+a later valid one is ignored), the exact bytes `{"eof" : 1}` (final segment, then close)
+or `{"reset" : 1}` (final segment, connection stays); anything else is a `ProtocolError`
+(close 1011). Audio is cut into whole samples — an odd last byte is carried to the next frame, where
 vosk-server would drop it and shift every later sample — and resampled to the model's rate
 when the client's config asked for another. `reply` renders a result as vosk-server does.
 """
@@ -63,28 +63,32 @@ class EngineSession:
             raise ProtocolError("text frame is not JSON") from None
         if not isinstance(message, dict) or not isinstance(message.get("config"), dict):
             raise ProtocolError("text frame is neither a config nor the exact eof message")
+        # Checked always (vosk-server parses every config), applied only before audio.
+        sample_rate, words = self._parse_config(message["config"])
         if not self.started:
-            self._configure(message["config"])
+            self.sample_rate = sample_rate
+            self.words = words
         return Text.CONFIG
 
-    def _configure(self, config: dict[str, Any]) -> None:
+    def _parse_config(self, config: dict[str, Any]) -> tuple[float, bool]:
         ignored = sorted(set(config) - {"sample_rate", "words"})
         if ignored:
             # Never load anything a client names (vosk-server's `model` loads any path).
             log.info("ignoring config keys", extra={"keys": ignored})
+        sample_rate, words = self.sample_rate, self.words
         if "sample_rate" in config:
             rate = config["sample_rate"]
             if isinstance(rate, bool) or not isinstance(rate, int | float | str):
                 raise ProtocolError(f"bad sample_rate {rate!r}")
             try:
-                value = float(rate)
+                sample_rate = float(rate)
             except ValueError:
                 raise ProtocolError(f"bad sample_rate {rate!r}") from None
-            if not (math.isfinite(value) and MIN_RATE <= value <= MAX_RATE):
+            if not (math.isfinite(sample_rate) and MIN_RATE <= sample_rate <= MAX_RATE):
                 raise ProtocolError(f"sample_rate {rate!r} outside {MIN_RATE}..{MAX_RATE}")
-            self.sample_rate = value
         if "words" in config:
-            self.words = bool(config["words"])
+            words = bool(config["words"])
+        return sample_rate, words
 
     def on_audio(self, data: bytes) -> bytes:
         """Whole samples at the model's rate (possibly empty) for one binary frame."""

@@ -144,10 +144,14 @@ def test_config_counts_only_before_audio() -> None:
 
 
 @pytest.mark.parametrize("rate", ["fast", 0, 1e9, True, None])
-def test_bad_sample_rate_is_an_error(rate: object) -> None:
-    """A config with an unusable sample rate is a protocol error."""
+@pytest.mark.parametrize("after_audio", [False, True])
+def test_bad_sample_rate_is_an_error(rate: object, after_audio: bool) -> None:
+    """A config with an unusable sample rate is a protocol error, even after audio."""
+    session = EngineSession(16000)
+    if after_audio:
+        session.on_audio(bytes(2))
     with pytest.raises(ProtocolError):
-        EngineSession(16000).on_text(json.dumps({"config": {"sample_rate": rate}}))
+        session.on_text(json.dumps({"config": {"sample_rate": rate}}))
 
 
 def test_odd_bytes_are_carried_to_the_next_frame() -> None:

@@ -143,7 +143,7 @@ async def test_later_config_is_ignored(url: str) -> None:
         await ws.send(json.dumps({"config": {"model": "/nonexistent", "words": 1}}))
         await ws.send(bytes(3200))
         assert json.loads(await ws.recv()) == {"partial": ""}
-        await ws.send(json.dumps({"config": {"sample_rate": "nonsense"}}))
+        await ws.send(json.dumps({"config": {"sample_rate": 8000, "words": 0}}))
         await ws.send(bytes(3200))
         assert json.loads(await ws.recv()) == {"partial": ""}
         await ws.send(EOF_TEXT)
