@@ -1,0 +1,173 @@
+"""Offline checks of the Dockerfiles and docker-compose.yaml (no Docker daemon needed)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.deploy.conftest import ROOT, compose_config, compose_env, run, tool
+
+DOCKERFILES = sorted((ROOT / "docker").glob("*.Dockerfile"))
+# Every service package with a __main__ gets an image.
+SERVICES = {"endpoint", "router", "intermediate", "engine", "engine-stub"}
+# What compose publishes on 127.0.0.1 by default (config/ports.txt).
+PUBLISHED = {
+    "endpoint": {8080},
+    "router": {50051, 8081},
+    "intermediate-ja": {50052, 8082},
+    "intermediate-en": {50053, 8083},
+    "engine-ja": {2700},
+    "engine-en": {2701},
+    "vosk-ja": {2710},
+    "vosk-en": {2711},
+}
+
+
+def stages(text: str) -> list[str]:
+    """The Dockerfile's stages, each from its FROM line to the next."""
+    parts = re.split(r"(?m)^(?=FROM )", text)
+    return [p for p in parts if p.startswith("FROM ")]
+
+
+@pytest.mark.timeout(10)
+def test_one_dockerfile_per_service() -> None:
+    """docker/ holds exactly one Dockerfile per service."""
+    assert {p.name.removesuffix(".Dockerfile") for p in DOCKERFILES} == SERVICES
+
+
+@pytest.mark.timeout(60)
+def test_hadolint_passes() -> None:
+    """hadolint finds nothing in any Dockerfile (its ignores are commented in place)."""
+    result = run([tool("hadolint"), *DOCKERFILES], timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfile_follows_the_house_rules(path: Path) -> None:
+    """BASE_IMAGE arg, no syntax line, multi-stage, numeric non-root USER, exec-form CMD."""
+    text = path.read_text()
+    assert not re.search(r"(?im)^#\s*syntax=", text)
+    assert re.search(r"(?m)^ARG BASE_IMAGE=python:3\.11-slim$", text)
+    parts = stages(text)
+    assert len(parts) == 2
+    assert parts[0].startswith("FROM ${BASE_IMAGE} AS builder")
+    runtime = parts[-1]
+    assert "COPY --from=builder /opt/venv /opt/venv" in runtime
+    user = re.findall(r"(?m)^USER (\S+)$", runtime)
+    assert user == ["10001:10001"]
+    cmds = re.findall(r"(?m)^CMD (.+)$", runtime)
+    assert len(cmds) == 1
+    assert cmds[0].startswith('["python", "-m", ')
+    # Models are mounted or come with a package, never downloaded in the build.
+    instructions = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
+    assert not re.search(r"(?i)\b(wget|curl)\b|huggingface|alphacephei", instructions)
+
+
+@pytest.mark.timeout(10)
+def test_dockerfiles_share_one_builder_stage() -> None:
+    """The builder stage is the same text everywhere, so its layers are built once."""
+    builders = {stages(p.read_text())[0] for p in DOCKERFILES}
+    assert len(builders) == 1
+
+
+@pytest.mark.timeout(10)
+def test_dockerignore_admits_only_the_build_inputs() -> None:
+    """.dockerignore excludes everything but what the builder copies."""
+    lines = [
+        line
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    assert lines[0] == "*"
+    admitted = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
+    assert admitted == {
+        "pyproject.toml",
+        "requirements.lock",
+        "README.md",
+        "services",
+        "engine_stub",
+    }
+    copied = set()
+    for path in DOCKERFILES:
+        for match in re.finditer(r"(?m)^COPY (?!--from)(.+) \S+$", path.read_text()):
+            copied.update(match[1].split())
+    assert copied == admitted
+
+
+@pytest.mark.timeout(60)
+def test_compose_config_is_valid() -> None:
+    """`docker compose config -q` accepts docker-compose.yaml, with and without the vosk profile."""
+    compose = tool("docker-compose")
+    for extra in ([], ["--profile", "vosk"], ["--env-file", "deploy/compose.vosk.env"]):
+        result = run([compose, *extra, "config", "-q"], timeout=60, cwd=ROOT, env=compose_env())
+        assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.timeout(60)
+def test_compose_publishes_on_loopback_only() -> None:
+    """Every published port is bound to 127.0.0.1, on the documented host port."""
+    services = compose_config()["services"]
+    assert set(services) == set(PUBLISHED)
+    for name, service in services.items():
+        ports = service.get("ports", [])
+        assert all(p["host_ip"] == "127.0.0.1" for p in ports), name
+        assert {int(p["published"]) for p in ports} == PUBLISHED[name], name
+
+
+@pytest.mark.timeout(60)
+def test_compose_waits_for_healthy_dependencies() -> None:
+    """Each kikimimi service has a readiness healthcheck and starts after healthy dependencies."""
+    services = compose_config()["services"]
+    expected = {
+        "endpoint": {"router"},
+        "router": {"intermediate-ja", "intermediate-en"},
+        "intermediate-ja": {"engine-ja"},
+        "intermediate-en": {"engine-en"},
+    }
+    for name, needs in expected.items():
+        depends = services[name]["depends_on"]
+        assert set(depends) == needs, name
+        assert all(d["condition"] == "service_healthy" for d in depends.values()), name
+    for name, service in services.items():
+        test = service["healthcheck"]["test"]
+        assert test[0] == "CMD", name
+        if name.startswith(("endpoint", "router", "intermediate")):
+            assert "/readiness" in test[-1], name
+
+
+@pytest.mark.timeout(60)
+def test_compose_services_are_hardened() -> None:
+    """Compose containers run read-only, without capabilities, with auth on at the endpoint."""
+    services = compose_config()["services"]
+    for name, service in services.items():
+        assert service["read_only"] is True, name
+        assert service["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in service["security_opt"], name
+    assert services["endpoint"]["environment"]["ENDPOINT_AUTH"] == "tokens"
+
+
+@pytest.mark.timeout(60)
+def test_vosk_env_file_switches_the_engines() -> None:
+    """deploy/compose.vosk.env turns the profile on and points both intermediates at vosk."""
+    result = run(
+        [
+            tool("docker-compose"),
+            "--env-file",
+            "deploy/compose.vosk.env",
+            "config",
+            "--format",
+            "json",
+        ],
+        timeout=60,
+        cwd=ROOT,
+        env=compose_env(),
+    )
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert {"vosk-ja", "vosk-en"} <= set(services)
+    assert services["intermediate-ja"]["environment"]["INTERMEDIATE_ENGINES"] == "ws://vosk-ja:2700"
+    assert services["intermediate-en"]["environment"]["INTERMEDIATE_ENGINES"] == "ws://vosk-en:2700"
