@@ -164,7 +164,7 @@ class Endpoint:
         summary(
             log,
             transport="websocket",
-            process=params.process,
+            mimi_process=params.process,  # `process` is a LogRecord attribute
             language=params.language,
             outcome=result.outcome,
             close_code=result.close_code,

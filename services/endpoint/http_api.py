@@ -87,7 +87,7 @@ async def recognise(endpoint: Endpoint, request: Request) -> Response:
     summary(
         log,
         transport="http",
-        process=params.process,
+        mimi_process=params.process,  # `process` is a LogRecord attribute
         language=params.language,
         outcome=outcome,
         status=status,
