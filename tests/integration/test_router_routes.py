@@ -178,7 +178,7 @@ async def test_sigterm_drains_sessions_in_flight(
                 drained.append(1)
 
         result = await stream_session(
-            url, sample, V2_PROGRESSIVE, realtime_bytes_per_second=64000, on_message=on_message
+            url, sample, V2_PROGRESSIVE, realtime_bytes_per_second=128000, on_message=on_message
         )
         assert drained
         assert result.close_code == 1000

@@ -1,0 +1,148 @@
+"""Shadow traffic and balancing on a running router: two ja backends and shadow pools."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.client import mimi_headers, stream_session
+from tests.procs import Service
+from tests.router.router_helpers import (
+    EXPECTED_SEGMENTS,
+    V2_PROGRESSIVE,
+    address,
+    determined_segments,
+    metric,
+    readiness,
+    wait_metric,
+)
+from tests.stack import Stack, wait_until
+
+pytestmark = pytest.mark.slow
+
+# Four times real time: the session lasts 1.6 s and the pipeline is never the bottleneck,
+# so the final latency measures what happens after recog-break.
+PACE = 128000
+SHADOW = "kikimimi_router_shadow_sessions_total"
+
+
+@dataclass
+class Shadowed:
+    stack: Stack
+    ja: list[Service]
+    pools: dict[str, list[Service]]
+    router: Service
+    url: str
+
+    def route(self, shadow_pool: str | None = None, fraction: float = 1.0) -> None:
+        """Route nict-asr/ja to the ja pool, mirrored to `shadow_pool`; wait until served."""
+        route: dict[str, Any] = {"process": ["asr", "nict-asr"], "language": "ja", "pool": "ja"}
+        if shadow_pool:
+            route["shadow"] = {"pool": shadow_pool, "fraction": fraction}
+        self.stack.write_routes(self.pools, [route])
+        wait_until(
+            lambda: readiness(self.router)["routes"][0]["shadow_pool"] == shadow_pool,
+            30,
+            "the router did not load the new table",
+        )
+
+
+@pytest.fixture(scope="module")
+def shadowed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shadowed]:
+    with Stack(tmp_path_factory.mktemp("shadow")) as stack:
+        ja = [
+            stack.intermediate(f"intermediate-ja-{i}", [stack.engine_stub(f"engine-ja-{i}")])
+            for i in (1, 2)
+        ]
+        # Byte mode: its text is "bytes=… sha256=…", never the sample's sentence.
+        other = stack.intermediate(
+            "intermediate-next", [stack.engine_stub("engine-next", segment_ms=1000)]
+        )
+        slow = stack.intermediate(
+            "intermediate-slow", [stack.engine_stub("engine-slow", frame_latency_ms=300)]
+        )
+        pools = {"ja": ja, "next": [other], "slow": [slow]}
+        router = stack.router(pools, shadow_finish_timeout=5, shadow_queue_seconds=3)
+        endpoint = stack.endpoint(router)
+        yield Shadowed(stack, ja, pools, router, f"ws://127.0.0.1:{endpoint.ports['http']}/")
+
+
+async def test_shadow_that_answers_differently_is_counted_as_mismatch(
+    shadowed: Shadowed, sample: bytes
+) -> None:
+    """A shadow with other text: the client's answer is the primary's, a mismatch is counted."""
+    shadowed.route("next")
+    before = metric(shadowed.router, SHADOW, result="mismatch")
+    errors = metric(shadowed.router, "kikimimi_router_shadow_word_errors_total")
+    result = await stream_session(
+        shadowed.url, sample, V2_PROGRESSIVE, realtime_bytes_per_second=PACE
+    )
+    assert result.close_code == 1000
+    assert determined_segments(result) == EXPECTED_SEGMENTS
+    wait_metric(shadowed.router, SHADOW, before + 1, result="mismatch", route="nict-asr/ja")
+    assert metric(shadowed.router, "kikimimi_router_shadow_word_errors_total") > errors
+
+
+async def test_shadow_does_not_slow_the_client(shadowed: Shadowed, sample: bytes) -> None:
+    """The final result comes as fast with a shadow as without (medians within 100 ms)."""
+
+    async def latencies() -> list[float]:
+        results = [
+            await stream_session(
+                shadowed.url, sample, V2_PROGRESSIVE, realtime_bytes_per_second=PACE
+            )
+            for _ in range(5)
+        ]
+        assert [determined_segments(r) for r in results] == [EXPECTED_SEGMENTS] * 5
+        return [r.final_latency for r in results]
+
+    shadowed.route(None)
+    without = statistics.median(await latencies())
+    shadowed.route("next")
+    with_shadow = statistics.median(await latencies())
+    print(
+        f"final latency median: {without * 1000:.1f} ms alone, {with_shadow * 1000:.1f} ms shadowed"
+    )
+    assert with_shadow - without < 0.1
+
+
+async def test_slow_shadow_is_dropped_not_the_client(shadowed: Shadowed, sample: bytes) -> None:
+    """A shadow 8 times slower than real time fails on its own; the client's answer is on time."""
+    shadowed.route("slow")
+    failures = metric(shadowed.router, SHADOW, result="failure")
+    result = await stream_session(
+        shadowed.url, sample, V2_PROGRESSIVE, realtime_bytes_per_second=PACE
+    )
+    assert determined_segments(result) == EXPECTED_SEGMENTS
+    assert result.final_latency < 2
+    wait_metric(shadowed.router, SHADOW, failures + 1, result="failure", route="nict-asr/ja")
+
+
+async def test_forty_sessions_split_evenly_over_two_backends(shadowed: Shadowed) -> None:
+    """40 sessions at once go 20 ± 5 to each of the two ja backends."""
+    shadowed.route(None)
+
+    def counts() -> list[float]:
+        return [
+            metric(shadowed.router, "kikimimi_router_backend_sessions_total", backend=address(s))
+            for s in shadowed.ja
+        ]
+
+    before = counts()
+    headers = mimi_headers("nict-asr", "ja", options="response_format=v2")
+    audio = os.urandom(16000)  # half a second
+    results = await asyncio.gather(
+        *(stream_session(shadowed.url, audio, headers) for _ in range(40))
+    )
+    assert [r.close_code for r in results] == [1000] * 40
+    wait_until(
+        lambda: sum(counts()) - sum(before) == 40, 30, "the router did not count 40 sessions"
+    )
+    split = [after - b for after, b in zip(counts(), before, strict=True)]
+    assert all(15 <= n <= 25 for n in split), split
