@@ -78,7 +78,8 @@ async def stream(
 ) -> Transcript:
     """Send `pcm` in frames (every `pace` s of audio per second if set), then eof."""
     transcript = Transcript()
-    async with asyncio.timeout(TIMEOUT + len(pcm) / 2 / RATE * 2):
+    # Generous: on a loaded machine decoding falls behind real time.
+    async with asyncio.timeout(3 * TIMEOUT + len(pcm) / 2 / RATE * 3):
         async with connect(url, open_timeout=TIMEOUT) as ws:
             await ws.send(json.dumps({"config": config or {"sample_rate": RATE, "words": 1}}))
             loop = asyncio.get_running_loop()
