@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.common.http_server import serve_http
 from services.common.logs import session_id_var, summary
-from services.endpoint import http_api
+from services.endpoint import http_api, logfilters
 from services.endpoint.audio import AudioNormaliser
 from services.endpoint.auth import Authenticator
 from services.endpoint.backend import BackendStream, RouterClient
@@ -237,6 +237,7 @@ def create_app(endpoint: Endpoint) -> FastAPI:
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Serve the public API until `stop` is set, then drain and shut down."""
+    logfilters.install()
     if settings.auth == "off":
         log.warning(
             "AUTHENTICATION IS OFF: anyone who reaches this port can use it "

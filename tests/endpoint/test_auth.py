@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from services.endpoint.auth import Authenticator, token_digest
 from services.endpoint.config import Settings
 from services.endpoint.errors import Refusal
+from services.endpoint.logfilters import RedactTokens
 
 SECRET = "a-long-enough-shared-secret-for-hs256-tests"
 
@@ -161,3 +163,14 @@ def test_jwt_audience_is_checked_when_set(tmp_path: Path) -> None:
     other = jwt.encode(claims(scope="asr", aud="elsewhere"), SECRET, "HS256")
     assert status_of(auth, good) == 200
     assert status_of(auth, other) == 401
+
+
+def test_query_tokens_are_redacted_in_log_lines() -> None:
+    """uvicorn's request line with ?access-token=… is logged with the value redacted."""
+    record = logging.LogRecord(
+        "uvicorn.error", logging.INFO, "", 0, '%s - "WebSocket %s" %d', None, None
+    )
+    record.args = ("127.0.0.1:1", "/?process=asr&access-token=s3cret&x=1", 401)
+    RedactTokens().filter(record)
+    assert "s3cret" not in record.getMessage()
+    assert "access-token=[redacted]&x=1" in record.getMessage()
