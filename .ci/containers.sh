@@ -110,7 +110,7 @@ t0=$SECONDS
 stack_up=1
 docker compose up --detach --wait --wait-timeout 300 >&2
 elapsed "compose up --wait" $((SECONDS - t0))
-docker compose ps >&2
+docker compose ps --all >&2
 
 step "integration tests against the stack"
 t0=$SECONDS
