@@ -83,6 +83,10 @@ class EngineServer:
             await connection.close(1011)
         except ConnectionClosed:
             outcome = "connection-lost"
+        except Exception:
+            outcome = "error"
+            log.exception("session failed unexpectedly")
+            await connection.close(1011)
         finally:
             await decoding.aclose()
             audio = session.audio_seconds

@@ -62,6 +62,17 @@ def memory(service: Service) -> dict[str, float]:
     }
 
 
+def cpu_seconds(service: Service) -> float:
+    """CPU time (user + system) of the engine's processes: unlike wall time, it does not
+    grow when other programs compete for the cores."""
+    main = psutil.Process(service.proc.pid)
+    total = 0.0
+    for proc in [main, *main.children(recursive=True)]:
+        times = proc.cpu_times()
+        total += times.user + times.system
+    return total
+
+
 async def session(url: str, pcm: bytes, delay: float) -> Run:
     await asyncio.sleep(delay)
     loop = asyncio.get_running_loop()
@@ -131,7 +142,9 @@ def single(pcm: bytes) -> None:
                 await ws.recv()
                 return time.monotonic() - began
 
+        cpu = cpu_seconds(service)
         elapsed = asyncio.run(unpaced())
+        cpu = cpu_seconds(service) - cpu
         loaded = next(
             json.loads(x) for x in service.log_text().splitlines() if '"model loaded"' in x
         )
@@ -143,6 +156,8 @@ def single(pcm: bytes) -> None:
                     "model_load_s": loaded["load_seconds"],
                     "idle_memory": idle,
                     "unpaced_rtf": round(elapsed / (len(pcm) / 2 / RATE), 3),
+                    "cpu_rtf": round(cpu / (len(pcm) / 2 / RATE), 3),
+                    "load_avg_1m": round(os.getloadavg()[0], 2),
                 }
             )
         )
@@ -168,7 +183,9 @@ def main() -> None:
         try:
             url = f"ws://127.0.0.1:{service.ports['ws']}"
             idle = memory(service)
+            cpu = cpu_seconds(service)
             results = asyncio.run(load(url, pcm, sessions))
+            cpu = cpu_seconds(service) - cpu
         finally:
             service.stop()
         runs = [r for r in results if isinstance(r, Run)]
@@ -183,6 +200,7 @@ def main() -> None:
                     "final_latency_ms_max": round(latencies[-1] * 1000),
                     "reply_lag_ms_max": round(max([r.max_lag for r in runs] or [0]) * 1000),
                     "engine_rtf_per_session": [s["real_time_factor"] for s in summaries(service)],
+                    "cpu_rtf": round(cpu / (sessions * len(pcm) / 2 / RATE), 3),
                     "idle_memory": idle,
                     "load_avg_1m": round(os.getloadavg()[0], 2),
                 }
