@@ -76,7 +76,7 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, InvalidStatus):
         return f"refused with HTTP {exc.response.status_code}"
     if isinstance(exc, TimeoutError):
-        return "no handshake within the connect timeout"
+        return "timed out"
     return str(exc) or type(exc).__name__
 
 
@@ -103,6 +103,7 @@ class EngineTarget:
         self.opening = 0  # warm connections or probes the maintainer is opening
         self.reconnects = 0  # times the engine came back up after being down
         self.connect_failures = 0
+        self._lost = False  # a warm connection closed under us since the maintainer looked
         self._idle: deque[ClientConnection] = deque()
         self._on_change = on_change
         self._kick = asyncio.Event()
@@ -178,6 +179,14 @@ class EngineTarget:
             conn.transport.abort()
         return None
 
+    def _idle_lost(self, conn: ClientConnection) -> None:
+        """A warm connection closed under us: the engine may be gone; look now, not later."""
+        if conn in self._idle:
+            self._idle.remove(conn)
+            self._lost = True
+            self._on_change()
+            self.kick()
+
     def _abort_idle(self) -> None:
         while self._idle:
             self._idle.popleft().transport.abort()
@@ -200,20 +209,22 @@ class EngineTarget:
         next_check = loop.time() + self.settings.ping_interval
         while True:
             try:
+                if self._lost:  # an engine that closes warm connections must not spin us
+                    self._lost = False
+                    await self._sleep(backoff.next_delay())
                 if self.state != EngineState.UP or self._warm_wanted() > 0:
                     answered = await self._connect()
                     if answered is False:
                         await self._sleep(backoff.next_delay())
                         continue
-                    if answered:
-                        backoff.reset()
-                        if self._warm_wanted() > 0:
-                            continue
+                    if answered and self._warm_wanted() > 0:
+                        continue
                 if loop.time() >= next_check:
                     next_check = loop.time() + self.settings.ping_interval
                     if not await self._check():
                         await self._sleep(backoff.next_delay())
                         continue
+                    backoff.reset()  # only a connection that kept answering resets it
                 await self._sleep(next_check - loop.time())
             except Exception as exc:  # a bug must not stop liveness monitoring for good
                 log.exception("engine maintainer failed", extra={"engine": self.url})
@@ -242,11 +253,15 @@ class EngineTarget:
             if not isinstance(exc, Exception):
                 raise
             self.connect_failures += 1
-            self._failed(f"connect failed: {describe(exc)}")
+            if conn is None:
+                self._failed(f"connect failed: {describe(exc)}")
+            else:
+                self._failed(f"no pong on a new connection: {describe(exc)}")
             return False
         self.opening -= 1
         if keep and self.connections < self.settings.capacity and conn.state is State.OPEN:
             self._idle.append(conn)
+            conn.connection_lost_waiter.add_done_callback(lambda _: self._idle_lost(conn))
         else:
             await close_connection(conn, graceful=True)
         self._set_state(EngineState.UP, "")

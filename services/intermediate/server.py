@@ -121,8 +121,7 @@ class Intermediate(pb_grpc.RecognizerServicer):
                     await self.health_servicer.set(service, status)
                 self._health_sent = status
                 log.info(
-                    "ready" if ready else "not ready: %s",
-                    body["reason"],
+                    "ready" if ready else f"not ready: {body['reason']}",
                     extra={"ready": ready, "free_slots": body["free_slots"]},
                 )
 

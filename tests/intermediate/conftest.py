@@ -1,0 +1,26 @@
+"""A fresh stack per test: each fault needs its own engine processes."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.stack import Stack
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    with Stack(tmp_path) as stack:
+        yield stack
+        for service in stack.services:  # stop them all at once; Stack.stop then waits
+            service.signal(signal.SIGCONT)
+            service.signal(signal.SIGTERM)
+
+
+def audio(seconds: float, rate: int = 16000) -> bytes:
+    """Deterministic s16le audio of `seconds` (engine_stub echoes its length and hash)."""
+    n = int(seconds * rate) * 2
+    return (bytes(range(256)) * (n // 256 + 1))[:n]

@@ -1,0 +1,155 @@
+"""Talk to a real intermediate as the router does: one session over gRPC, and its HTTP probes."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from services.common import grpc_util
+from services.common.pb import recognizer_pb2 as pb
+from services.common.pb import recognizer_pb2_grpc as pb_grpc
+from tests.procs import Service
+from tests.stack import http_json, http_text
+
+SESSION_TIMEOUT = 30.0
+FRAME = 3200  # 100 ms at 16 kHz
+
+
+@dataclass
+class Outcome:
+    code: grpc.StatusCode = grpc.StatusCode.OK
+    details: str = ""
+    responses: list[pb.RecognizeResponse] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def backend(self) -> str:
+        return next((r.accepted.backend for r in self.responses if r.HasField("accepted")), "")
+
+    @property
+    def finished(self) -> pb.Finished:
+        assert self.responses, "no response"
+        assert self.responses[-1].HasField("finished"), self.responses
+        return self.responses[-1].finished
+
+
+def start_request(rate: int = 16000, language: str = "ja") -> pb.RecognizeRequest:
+    audio = pb.AudioFormat(encoding=pb.AudioFormat.LINEAR16, sample_rate_hz=rate, channels=1)
+    return pb.RecognizeRequest(
+        start=pb.Start(session_id="test", process="asr", language=language, audio=audio)
+    )
+
+
+async def _first(*events: asyncio.Event) -> None:
+    """Wait until any of `events` is set."""
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+
+
+async def recognize(
+    service: Service,
+    audio: bytes,
+    *,
+    rate: int = 16000,
+    frame: int = FRAME,
+    hold: asyncio.Event | None = None,
+    accepted: asyncio.Event | None = None,
+    within: float = SESSION_TIMEOUT,
+) -> Outcome:
+    """Send start; once accepted, stream `audio` in frames, then `end`.
+
+    As the router does, audio follows `accepted`. With `hold`, `end` waits until it is set
+    (or the call ends): the client then writes nothing while the server fails the session.
+    A write racing the server's final status can make grpc's aio client report INTERNAL
+    instead of the server's code (grpc/grpc#36066); the tests avoid that race.
+    """
+    outcome = Outcome()
+    accepted = accepted or asyncio.Event()
+    ended = asyncio.Event()
+
+    async def requests() -> AsyncIterator[pb.RecognizeRequest]:
+        yield start_request(rate)
+        await _first(accepted, ended)
+        if ended.is_set():
+            return
+        for offset in range(0, len(audio), frame):
+            yield pb.RecognizeRequest(audio=audio[offset : offset + frame])
+        if hold is not None:
+            await _first(hold, ended)
+            if ended.is_set():
+                return
+        yield pb.RecognizeRequest(end=pb.End())
+
+    began = time.monotonic()
+    address = f"127.0.0.1:{service.ports['grpc']}"
+    async with grpc.aio.insecure_channel(address, options=grpc_util.CHANNEL_OPTIONS) as channel:
+        call = pb_grpc.RecognizerStub(channel).Recognize(requests(), timeout=within)
+        try:
+            async for response in call:
+                outcome.responses.append(response)
+                if response.HasField("accepted"):
+                    accepted.set()
+        except grpc.aio.AioRpcError as exc:
+            outcome.code, outcome.details = exc.code(), exc.details() or ""
+        finally:
+            ended.set()
+    outcome.seconds = time.monotonic() - began
+    return outcome
+
+
+def readiness(service: Service) -> tuple[int, dict[str, Any]]:
+    return http_json(f"http://127.0.0.1:{service.ports['http']}/readiness")
+
+
+async def wait_readiness(
+    service: Service,
+    status: int,
+    timeout: float,  # noqa: ASYNC109 - a deadline for polling, not for one await
+) -> tuple[float, dict[str, Any]]:
+    """Poll /readiness (there is no event to await) until it answers `status`; return the time."""
+    began = time.monotonic()
+    while True:
+        try:
+            code, body = await asyncio.to_thread(readiness, service)
+        except OSError:
+            code, body = 0, {}
+        if code == status:
+            return time.monotonic() - began, body
+        if time.monotonic() - began > timeout:
+            raise TimeoutError(f"/readiness stayed {code} {body}, not {status}, for {timeout} s")
+        await asyncio.sleep(0.1)
+
+
+def metrics(service: Service) -> dict[str, float]:
+    """Every sample of /metrics as {'name{labels}': value}."""
+    text = http_text(f"http://127.0.0.1:{service.ports['http']}/metrics")
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.rsplit(" ", 1)
+            samples[key] = float(value)
+    return samples
+
+
+def sample(samples: dict[str, float], name: str, **labels: str) -> float:
+    """The value of one sample, labels given in any order (0 when absent)."""
+    for key, value in samples.items():
+        match = re.fullmatch(r"([^{]+)(?:\{(.*)\})?", key)
+        assert match is not None
+        if match.group(1) != name:
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2) or ""))
+        if found == labels:
+            return value
+    return 0.0
