@@ -292,7 +292,7 @@ def run(plan: Plan, out_dir: Path, log_level: str = "INFO") -> Path:
                 )
                 out.write_text(json.dumps(result, indent=1) + "\n")
                 print(_line(step), flush=True)
-                if not step["held"] or stack.check_alive():
+                if (plan.ramp and not step["held"]) or stack.check_alive():
                     break
     finally:
         workers.close()
