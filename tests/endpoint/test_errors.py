@@ -1,0 +1,57 @@
+"""The one mapping from backend (gRPC) failures to what the client sees."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from services.common import grpc_util
+from services.endpoint.errors import refusal_from_grpc, session_error_from_grpc
+
+Code = grpc.StatusCode
+
+
+@pytest.mark.parametrize(
+    ("status", "trailing", "expected"),
+    [
+        (
+            Code.NOT_FOUND,
+            ((grpc_util.SUPPORTED_LANGUAGES_KEY, "ja,en"),),
+            (400, "unsupported_language", False),
+        ),
+        (
+            Code.NOT_FOUND,
+            ((grpc_util.SUPPORTED_PROCESSES_KEY, "asr"),),
+            (400, "unsupported_process", False),
+        ),
+        (Code.INVALID_ARGUMENT, (), (400, "invalid_parameter", False)),
+        (Code.UNAVAILABLE, (), (503, "backend_unavailable", True)),
+        (Code.RESOURCE_EXHAUSTED, (), (503, "no_capacity", True)),
+        (Code.DEADLINE_EXCEEDED, (), (503, "backend_timeout", True)),
+        (Code.INTERNAL, (), (500, "internal_error", False)),
+    ],
+)
+def test_refusals_before_the_upgrade(
+    status: grpc.StatusCode, trailing: tuple[tuple[str, str], ...], expected: tuple[int, str, bool]
+) -> None:
+    """Each backend status at session start becomes its documented HTTP refusal."""
+    refusal = refusal_from_grpc(status, "details", trailing, 7)
+    assert (refusal.status, refusal.code, refusal.retryable) == expected
+    if refusal.status == 503:
+        assert refusal.headers == {"Retry-After": "7"}
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (Code.RESOURCE_EXHAUSTED, (1013, "overloaded", True)),
+        (Code.UNAVAILABLE, (1011, "backend_unavailable", True)),
+        (Code.DEADLINE_EXCEEDED, (1011, "backend_unavailable", True)),
+        (Code.INTERNAL, (1011, "internal_error", False)),
+        (Code.UNKNOWN, (1011, "internal_error", False)),
+    ],
+)
+def test_errors_after_the_upgrade(status: grpc.StatusCode, expected: tuple[int, str, bool]) -> None:
+    """Each backend status mid-session becomes its documented close code."""
+    error = session_error_from_grpc(status, "details")
+    assert (error.close_code, error.code, error.retryable) == expected
