@@ -136,7 +136,8 @@ class Recognizer:
             self.decoder.start_utt()
             self._decoding = True
             self._offset = self.time_base + self.endpointer.speech_start
-        self.decoder.process_raw(speech, False, False)
+        if speech:  # end_stream may return b"", which process_raw rejects
+            self.decoder.process_raw(speech, False, False)
         if not self.endpointer.in_speech:
             self._end(done)
             return True

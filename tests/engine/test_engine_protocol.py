@@ -37,6 +37,8 @@ class FakeDecoder:
         self.audio.clear()
 
     def process_raw(self, data: bytes, no_search: bool = False, full_utt: bool = False) -> None:
+        if not data:
+            raise IndexError("Out of bounds on buffer access (axis 0)")  # as pocketsphinx's
         self.audio += data
 
     def end_utt(self) -> None:
@@ -78,7 +80,8 @@ class FakeEndpointer:
     def end_stream(self, frame: bytes) -> bytes | None:
         was = self.in_speech
         self.in_speech = False
-        return frame if was else None
+        # Like pocketsphinx's: b"" when in speech with nothing left to return.
+        return (frame if any(frame) else b"") if was else None
 
 
 SPEECH = b"\x01\x00" * 1600  # 100 ms
@@ -112,6 +115,13 @@ def test_finish_ends_an_utterance_in_progress() -> None:
     recognizer = Recognizer(FakeDecoder(), FakeEndpointer())
     recognizer.accept(SPEECH)
     assert recognizer.finish(SPEECH[:100]).text == "w0"
+
+
+def test_finish_with_nothing_pending_ends_the_utterance() -> None:
+    """An eof right after a whole frame of speech still gives that speech's words."""
+    recognizer = Recognizer(FakeDecoder(), FakeEndpointer())
+    recognizer.accept(SPEECH)
+    assert recognizer.finish().text == "w0"
 
 
 def test_abandon_frees_the_decoder() -> None:
