@@ -229,3 +229,13 @@ async def test_temporary_results_respect_the_interval(target: Target) -> None:
     gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     assert 3 <= len(arrivals) <= 7, arrivals
     assert min(gaps) >= 0.4, gaps  # 500 ms on the server's clock, minus network jitter
+
+
+async def test_post_with_invalid_flac_is_400(target: Target) -> None:
+    """POST / with bytes that are not FLAC under audio/x-flac answers 400 invalid_audio."""
+    headers = mimi_headers(content_type="audio/x-flac", token=target.token)
+    async with httpx.AsyncClient(timeout=60) as client:
+        response = await client.post(target.http + "/", headers=headers, content=os.urandom(9000))
+    assert response.status_code == 400
+    body = response.json()
+    assert (body["type"], body["error"]["code"]) == ("error", "invalid_audio")
