@@ -85,7 +85,8 @@ async def close_connection(conn: ClientConnection, graceful: bool) -> None:
     try:
         if graceful and conn.state is not State.CLOSED:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.close(), CLOSE_TIMEOUT)
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await conn.close()
     finally:
         if conn.state is not State.CLOSED:
             conn.transport.abort()  # connection_lost follows on the next loop iteration
@@ -245,7 +246,9 @@ class EngineTarget:
         try:
             conn = await self.open()
             if self.state != EngineState.UP:
-                await asyncio.wait_for(await conn.ping(), self.settings.ping_timeout)
+                pong = await conn.ping()
+                async with asyncio.timeout(self.settings.ping_timeout):
+                    await pong
         except BaseException as exc:
             self.opening -= 1
             if conn is not None:
@@ -276,7 +279,8 @@ class EngineTarget:
         for conn in list(self._idle):
             try:
                 pong = await conn.ping()
-                await asyncio.wait_for(pong, self.settings.ping_timeout)
+                async with asyncio.timeout(self.settings.ping_timeout):
+                    await pong
             except Exception as exc:
                 reason = "no pong" if isinstance(exc, TimeoutError) else describe(exc)
                 with contextlib.suppress(ValueError):
@@ -288,7 +292,8 @@ class EngineTarget:
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._kick.wait(), seconds)
+            async with asyncio.timeout(max(0.0, seconds)):
+                await self._kick.wait()
         self._kick.clear()
 
     async def close(self) -> None:
@@ -312,7 +317,8 @@ class Lease:
         try:
             await close_connection(self.conn, graceful)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.conn.wait_closed(), CLOSE_TIMEOUT)
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await self.conn.wait_closed()
         finally:
             self.target.release_slot()
 
@@ -381,7 +387,8 @@ class Pool:
                 if remaining <= 0:
                     raise PoolExhausted(f"every engine slot stayed busy for {wait_seconds:g} s")
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), remaining)
+                    async with asyncio.timeout(remaining):
+                        await self._changed.wait()
 
     async def _open_for_session(self, target: EngineTarget) -> Lease | None:
         target.busy += 1  # the slot is held while connecting, so nobody else overfills it

@@ -145,7 +145,8 @@ class Intermediate(pb_grpc.RecognizerServicer):
             if self.draining:
                 raise Draining("the intermediate is draining")
             try:
-                first = await asyncio.wait_for(anext(request_iterator), START_TIMEOUT_SECONDS)
+                async with asyncio.timeout(START_TIMEOUT_SECONDS):
+                    first = await anext(request_iterator)
             except (StopAsyncIteration, TimeoutError):
                 raise BadStart("no start message") from None
             start = validate_start(first)
@@ -232,12 +233,14 @@ class Intermediate(pb_grpc.RecognizerServicer):
         self._on_pool_change()
         log.info("draining", extra={"active_sessions": self.active})
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), self.settings.drain_seconds)
+            async with asyncio.timeout(self.settings.drain_seconds):
+                await self._idle.wait()
         if self.active:
             log.warning("drain deadline passed", extra={"active_sessions": self.active})
             self.drain_expired.set_result(None)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), 2)
+                async with asyncio.timeout(2):
+                    await self._idle.wait()
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:

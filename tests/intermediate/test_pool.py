@@ -29,7 +29,7 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 async def test_full_pool_is_unready_and_new_sessions_fail_resource_exhausted(stack: Stack) -> None:
     """With every slot busy /readiness is 503, and a new session waits, then RESOURCE_EXHAUSTED."""
     engine = stack.engine_stub("engine", wait=False, capacity=2)
-    intermediate = stack.intermediate("im", [engine], engine_capacity=2, checkout_timeout=1.5)
+    intermediate = stack.intermediate("im", [engine], engine_capacity=2, checkout_timeout=1)
     hold = asyncio.Event()
     accepted = [asyncio.Event(), asyncio.Event()]
     held = [
@@ -41,7 +41,7 @@ async def test_full_pool_is_unready_and_new_sessions_fail_resource_exhausted(sta
     assert (status, body["reason"], body["busy_slots"]) == (503, "no free engine slot", 2)
     refused = await recognize(intermediate, audio(0.2))
     assert refused.code == grpc.StatusCode.RESOURCE_EXHAUSTED, refused.details
-    assert refused.seconds >= 1.5
+    assert refused.seconds >= 1
     hold.set()
     assert all(
         o.code == grpc.StatusCode.OK for o in await asyncio.wait_for(asyncio.gather(*held), 15)

@@ -1,0 +1,95 @@
+"""500 sessions mixing every fault leave every slot free and no task behind."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from tests.intermediate.conftest import audio
+from tests.intermediate.grpc_session import Outcome, readiness, recognize
+from tests.stack import Stack
+
+SESSIONS = 500
+CONCURRENCY = 40
+CAPACITY = 4  # per engine; with five engines up, 20 slots for 40 sessions at once
+
+
+async def _poll(
+    intermediate: Any, done: Callable[[dict[str, Any]], bool], within: float = 30
+) -> dict[str, Any]:
+    """Poll /readiness (there is no event to await) until `done(body)`; the last body."""
+    deadline = time.monotonic() + within
+    while True:
+        _, body = await asyncio.to_thread(readiness, intermediate)
+        if done(body) or time.monotonic() > deadline:
+            return body
+        await asyncio.sleep(0.2)
+
+
+async def _one(intermediate: Any, i: int, rng: random.Random) -> Outcome | str:
+    kind = rng.random()
+    if kind < 0.1:  # the client goes away mid-session
+        accepted = asyncio.Event()
+        task = asyncio.create_task(
+            recognize(intermediate, audio(0.3), hold=asyncio.Event(), accepted=accepted)
+        )
+        await asyncio.wait(
+            [task, asyncio.ensure_future(accepted.wait())],
+            timeout=5,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return "cancelled"
+    frames = rng.choice([1, 2, 3, 5])
+    return await recognize(intermediate, audio(0.1 * frames))
+
+
+async def test_no_slot_and_no_task_leaks_after_500_faulty_sessions(stack: Stack) -> None:
+    """After 500 sessions over faulty engines, /readiness shows every slot free, tasks at idle."""
+    engines = [
+        stack.engine_stub("normal", wait=False),
+        stack.engine_stub("close1011", wait=False, close_after_frames=2),
+        stack.engine_stub("abort", wait=False, close_after_frames=2, close_mode="abort"),
+        stack.engine_stub("hang", wait=False, hang_after_frames=2),
+        stack.engine_stub("garbage", wait=False, garbage_after_frames=2),
+        stack.engine_stub("refuse", wait=False, refuse="true"),
+    ]
+    intermediate = stack.intermediate(
+        "im",
+        engines,
+        engine_capacity=CAPACITY,
+        reply_timeout=1,
+        checkout_timeout=0.5,
+    )
+    idle = await _poll(intermediate, lambda b: sum(e["state"] == "up" for e in b["engines"]) == 5)
+    assert idle["engines"][-1]["state"] == "starting"  # the refusing engine never comes up
+    baseline = idle["tasks"]
+
+    rng = random.Random(4)
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def limited(i: int) -> Outcome | str:
+        async with gate:
+            return await _one(intermediate, i, rng)
+
+    results = await asyncio.gather(*(limited(i) for i in range(SESSIONS)))
+    codes = Counter(r if isinstance(r, str) else r.code.name for r in results)
+    print(f"outcomes: {dict(codes)}")
+    assert sum(codes.values()) == SESSIONS
+    assert codes["OK"] > 0
+
+    body = await _poll(
+        intermediate,
+        lambda b: (b["busy_slots"], b["active_sessions"]) == (0, 0) and b["tasks"] <= baseline,
+        within=20,
+    )
+    assert (body["busy_slots"], body["active_sessions"]) == (0, 0), body
+    assert body["tasks"] <= baseline, f"{body['tasks']} tasks now, {baseline} at idle"
+    for engine in body["engines"]:
+        if engine["state"] == "up":
+            assert engine["free"] == CAPACITY, engine
