@@ -105,11 +105,15 @@ class Router(pb_grpc.RecognizerServicer):
             deadline=self.settings.session_deadline,
         )
 
-    async def Recognize(
+    # grpc's reader/writer style (context.write); the generated stubs know only generators.
+    async def Recognize(  # type: ignore[override]
         self,
         request_iterator: AsyncIterator[pb.RecognizeRequest],
         context: grpc.aio.ServicerContext[pb.RecognizeRequest, pb.RecognizeResponse],
-    ) -> AsyncIterator[pb.RecognizeResponse]:
+    ) -> None:
+        """One session. A coroutine, not a generator: when the caller goes away, grpc cancels
+        it and every `finally` runs at once (an abandoned generator is only finalised by the
+        garbage collector, leaking its backend's session count until then)."""
         metadata = tuple(
             (k, v)
             for k, v in (context.invocation_metadata() or ())
@@ -120,7 +124,7 @@ class Router(pb_grpc.RecognizerServicer):
         outcome, route_label, language = "ok", "none", ""
         proxy: ProxySession | None = None
         shadow: ShadowSession | None = None
-        final: pb.Finished | None = None
+        delivered: list[pb.Finished] = []  # the final result, once the caller has it
         self.active += 1
         self._idle.clear()
         self.metrics.active.inc()
@@ -152,12 +156,9 @@ class Router(pb_grpc.RecognizerServicer):
             if shadow is not None:
                 proxy.mirror = shadow.offer
                 shadow.begin()
-            yield pb.RecognizeResponse(accepted=accepted)
+            await context.write(pb.RecognizeResponse(accepted=accepted))
             pump = asyncio.create_task(proxy.pump_client(request_iterator), name="pump")
-            async for reply in self._until_drain_expires(proxy.relay()):
-                if reply.HasField("finished"):
-                    final = reply.finished
-                yield reply
+            await self._relay_until_drain_expires(proxy, context, delivered)
         except RouterError as exc:
             outcome = type(exc).__name__
             self.metrics.errors.labels(exc.status.name).inc()
@@ -165,14 +166,17 @@ class Router(pb_grpc.RecognizerServicer):
                 context.set_trailing_metadata(exc.metadata)
             await context.abort(exc.status, str(exc))
         except asyncio.CancelledError:
-            outcome = "cancelled"
+            # The caller may hang up as soon as it has the final result: that is success.
+            outcome = "ok" if delivered else "cancelled"
             raise
         finally:
             if pump is not None:
                 pump.cancel()
                 await asyncio.gather(pump, return_exceptions=True)
             if shadow is not None:
-                self._settle_later(shadow, final, language, route_label)
+                self._settle_later(
+                    shadow, delivered[0] if delivered else None, language, route_label
+                )
             if proxy is not None:
                 await proxy.close()
                 self.metrics.retries.labels(route_label).inc(proxy.retries)
@@ -242,26 +246,32 @@ class Router(pb_grpc.RecognizerServicer):
             ((grpc_util.SUPPORTED_LANGUAGES_KEY, ",".join(languages)),),
         )
 
-    async def _until_drain_expires(
-        self, replies: AsyncIterator[pb.RecognizeResponse]
-    ) -> AsyncIterator[pb.RecognizeResponse]:
-        """Relay `replies`; when the drain deadline passes, end with UNAVAILABLE."""
-        expired = asyncio.create_task(self.drain_expired.wait())
+    async def _relay_until_drain_expires(
+        self,
+        proxy: ProxySession,
+        context: grpc.aio.ServicerContext[pb.RecognizeRequest, pb.RecognizeResponse],
+        delivered: list[pb.Finished],
+    ) -> None:
+        """Relay the backend's results to the caller, the final one into `delivered`; raises
+        Draining when the drain deadline passes first."""
+
+        async def relay() -> None:
+            async for reply in proxy.relay():  # ends right after finished
+                await context.write(reply)
+                if reply.HasField("finished"):
+                    delivered.append(reply.finished)
+
+        relaying = asyncio.create_task(relay(), name="relay")
+        expired = asyncio.create_task(self.drain_expired.wait(), name="drain-expired")
         try:
-            iterator = aiter(replies)
-            while True:
-                step = asyncio.ensure_future(anext(iterator))
-                done, _ = await asyncio.wait({step, expired}, return_when=asyncio.FIRST_COMPLETED)
-                if step not in done:
-                    step.cancel()
-                    await asyncio.gather(step, return_exceptions=True)
-                    raise Draining("the router's drain deadline passed")
-                try:
-                    yield step.result()
-                except StopAsyncIteration:
-                    return
+            await asyncio.wait({relaying, expired}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            expired.cancel()
+            for task in (relaying, expired):
+                task.cancel()
+            await asyncio.gather(relaying, expired, return_exceptions=True)
+        if not relaying.cancelled():  # it ended before the deadline: its error, if any
+            return relaying.result()
+        raise Draining("the router's drain deadline passed")
 
     # -- HTTP ------------------------------------------------------------------------
     def readiness(self) -> tuple[bool, dict[str, Any]]:

@@ -1,13 +1,15 @@
-"""Failover: a backend lost mid-session is replaced without the client losing a segment."""
+"""Two ja backends: balancing, and failover without the client losing a segment."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from tests.client import stream_session
+from tests.client import mimi_headers, stream_session
 from tests.procs import Service
 from tests.router.router_helpers import (
     EXPECTED_SEGMENTS,
@@ -110,6 +112,27 @@ def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoBackends]:
 def two(backends: TwoBackends) -> TwoBackends:
     backends.renew()
     return backends
+
+
+async def test_forty_sessions_split_evenly_over_two_backends(two: TwoBackends) -> None:
+    """40 sessions at once go 20 ± 5 to each of the two ja backends."""
+
+    def counts() -> list[float]:
+        return [
+            metric(two.router, "kikimimi_router_backend_sessions_total", backend=address(s))
+            for s in two.intermediates
+        ]
+
+    before = counts()
+    headers = mimi_headers("nict-asr", "ja", options="response_format=v2")
+    audio = os.urandom(16000)  # half a second
+    results = await asyncio.gather(*(stream_session(two.url, audio, headers) for _ in range(40)))
+    assert [r.close_code for r in results] == [1000] * 40
+    wait_until(
+        lambda: sum(counts()) - sum(before) == 40, 30, f"the router did not count 40 sessions: {before} {counts()}"
+    )
+    split = [after - b for after, b in zip(counts(), before, strict=True)]
+    assert all(15 <= n <= 25 for n in split), split
 
 
 async def test_killed_intermediate_mid_session_loses_no_segment(
