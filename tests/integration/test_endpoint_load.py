@@ -39,8 +39,12 @@ def load(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Load]:
         # engine_stub has no capacity limit; the pool's default (64) is raised for 200.
         ja = stack.intermediate("im-ja", [stack.engine_stub("engine-ja")], engine_capacity=400)
         # 100 ms per engine reply: far slower than a client can send.
+        # Its replies queue behind each other: give the pool's stuck-engine timeout room.
         slow = stack.intermediate(
-            "im-slow", [stack.engine_stub("e-slow", frame_latency_ms=100)], engine_capacity=8
+            "im-slow",
+            [stack.engine_stub("e-slow", frame_latency_ms=100)],
+            engine_capacity=8,
+            reply_timeout=60,
         )
         router = stack.router({"ja": [ja], "slow": [slow]})
         yield Load(stack.endpoint(router))
@@ -97,6 +101,7 @@ async def test_slow_engine_stops_the_endpoint_reading(load: Load) -> None:
             for _ in range(total // len(frame)):
                 await ws.send(frame)
                 sent += len(frame)
+                await asyncio.sleep(0)  # a send into free socket buffer does not yield
 
         sender = asyncio.create_task(send())
         try:
@@ -104,6 +109,7 @@ async def test_slow_engine_stops_the_endpoint_reading(load: Load) -> None:
             at_3s = sent
             await asyncio.sleep(1)
             at_4s = sent
+            assert ws.close_code is None  # still streaming, not failed
         finally:
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)
