@@ -138,6 +138,7 @@ class Intermediate(pb_grpc.RecognizerServicer):
         )
         began = time.monotonic()
         outcome, backend, audio_seconds, error = "ok", "", 0.0, ""
+        session: EngineSession | None = None
         self.active += 1
         self._idle.clear()
         self.metrics.active.inc()
@@ -182,7 +183,8 @@ class Intermediate(pb_grpc.RecognizerServicer):
             outcome, error = exc.outcome, str(exc)
             await context.abort(exc.status, str(exc))
         except asyncio.CancelledError:
-            outcome = "cancelled"
+            # The router may cancel the call as soon as it has `finished`: still a success.
+            outcome = "ok" if session is not None and session.finished else "cancelled"
             raise
         except Exception as exc:
             if isinstance(exc, grpc.aio.AbortError):

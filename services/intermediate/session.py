@@ -47,6 +47,7 @@ class EngineSession:
         self.audio_bytes = 0
         self._owed: deque[float] = deque()  # send times of messages not yet answered
         self._eof_sent = False
+        self.finished = False
 
     @property
     def audio_seconds(self) -> float:
@@ -133,6 +134,7 @@ class EngineSession:
                 if response.segment.text or response.segment.words or final:
                     await emit(response)
                 if final:
+                    self.finished = True  # handed to gRPC: the session has succeeded
                     await emit(self.translator.finished())
                     return
         finally:

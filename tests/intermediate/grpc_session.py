@@ -66,11 +66,13 @@ async def recognize(
     hold: asyncio.Event | None = None,
     accepted: asyncio.Event | None = None,
     within: float = SESSION_TIMEOUT,
+    leave_after_finished: bool = False,
 ) -> Outcome:
     """Send start; once accepted, stream `audio` in frames, then `end`.
 
     As the router does, audio follows `accepted`. With `hold`, `end` waits until it is set
     (or the call ends): the client then writes nothing while the server fails the session.
+    `leave_after_finished`: cancel the call once `finished` arrives, without reading on.
     A write racing the server's final status can make grpc's aio client report INTERNAL
     instead of the server's code (grpc/grpc#36066); the tests avoid that race.
     """
@@ -100,6 +102,9 @@ async def recognize(
                 outcome.responses.append(response)
                 if response.HasField("accepted"):
                     accepted.set()
+                if leave_after_finished and response.HasField("finished"):
+                    call.cancel()  # as the router does: it has all it needs
+                    break
         except grpc.aio.AioRpcError as exc:
             outcome.code, outcome.details = exc.code(), exc.details() or ""
         finally:

@@ -134,8 +134,10 @@ async def test_metrics_count_a_normal_and_a_failed_session(stack: Stack) -> None
     """After one good and one garbage session, /metrics counts each outcome once, slots freed."""
     good = stack.engine_stub("good", wait=False)
     intermediate = stack.intermediate("im", [good], engine_capacity=4)
-    ok = await recognize(intermediate, audio(0.3))
+    # The router cancels the call as soon as it has `finished`: still an `ok` session.
+    ok = await recognize(intermediate, audio(0.3), leave_after_finished=True)
     assert ok.code == grpc.StatusCode.OK
+    assert ok.responses[-1].HasField("finished")
     url = f"ws://127.0.0.1:{good.ports['ws']}"
     # The same intermediate again, now in front of an engine that replies with garbage.
     good.stop()
