@@ -23,9 +23,14 @@ from tests.router.router_helpers import (
     readiness,
     wait_metric,
 )
-from tests.stack import Stack, http_json, wait_until
+from tests.stack import Stack, http_json, http_text, wait_until
 
 pytestmark = pytest.mark.slow
+
+
+def label_names(line: str) -> set[str]:
+    inside = line[line.index("{") + 1 : line.index("}")]
+    return {pair.split("=")[0] for pair in inside.split(",") if pair}
 
 
 @dataclass
@@ -95,6 +100,25 @@ def test_router_reports_serving_over_grpc_health(routed: Routed) -> None:
         for service in ("", "kikimimi.v1.Recognizer"):
             reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_metrics_count_sessions_by_route_and_backend(routed: Routed, sample: bytes) -> None:
+    """/metrics counts a session by route and by backend, healthy backends per route, no ids."""
+    labels = {"route": "nict-asr/ja"}
+    backend = f"127.0.0.1:{routed.ja.ports['grpc']}"
+    ok = metric(routed.router, "kikimimi_router_sessions_total", outcome="ok", **labels)
+    on_ja = metric(routed.router, "kikimimi_router_backend_sessions_total", backend=backend)
+    result = await stream_session(routed.url, sample, V2_PROGRESSIVE)
+    assert result.close_code == 1000
+    wait_metric(routed.router, "kikimimi_router_sessions_total", ok + 1, outcome="ok", **labels)
+    assert (
+        metric(routed.router, "kikimimi_router_backend_sessions_total", backend=backend)
+        == on_ja + 1
+    )
+    assert metric(routed.router, "kikimimi_router_healthy_backends", **labels) == 1
+    text = http_text(f"http://127.0.0.1:{routed.router.ports['http']}/metrics")
+    names = {name for line in text.splitlines() if "{" in line for name in label_names(line)}
+    assert not [name for name in names if "session" in name]
 
 
 async def test_route_added_to_the_file_is_served_without_restart(
