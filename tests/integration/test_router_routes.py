@@ -141,6 +141,29 @@ async def test_route_added_to_the_file_is_served_without_restart(
     assert routed.router.proc.poll() is None
 
 
+async def test_dns_backend_is_resolved_into_its_addresses(
+    default_table: Routed, sample: bytes
+) -> None:
+    """A pool given as dns:///localhost:port gets the resolved 127.0.0.1:port and serves ja."""
+    routed = default_table
+    port = routed.ja.ports["grpc"]
+    path = routed.stack.tmp_path / "routes.yaml"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(
+        f'pools: {{ja: {{backends: ["dns:///localhost:{port}"]}}}}\n'
+        "routes: [{process: nict-asr, language: ja, pool: ja}]\n"
+    )
+    tmp.replace(path)
+
+    def healthy() -> set[str]:
+        routes = readiness(routed.router)["routes"]
+        return {b["address"] for r in routes for b in r["backends"] if b["healthy"]}
+
+    wait_until(lambda: healthy() == {f"127.0.0.1:{port}"}, 30, "localhost was not resolved")
+    result = await stream_session(routed.url, sample, V2_PROGRESSIVE)
+    assert determined_segments(result) == EXPECTED_SEGMENTS
+
+
 async def test_malformed_file_keeps_the_old_table_and_says_why(
     default_table: Routed, sample: bytes
 ) -> None:
@@ -183,11 +206,12 @@ async def test_reload_does_not_drop_a_session_in_flight(
 async def test_sigterm_drains_sessions_in_flight(
     routed: Routed, sample: bytes, tmp_path: Path
 ) -> None:
-    """On SIGTERM the router turns unready and refuses new sessions, but finishes the open one."""
+    """SIGTERM: unready and NOT_SERVING at once, new sessions refused, the open one finished."""
     with Stack(tmp_path) as stack:
         router = stack.router({"ja": [routed.ja]})
         url = f"ws://127.0.0.1:{stack.endpoint(router).ports['http']}/"
         drained: list[int] = []
+        health: list[int] = []
 
         def on_message(message: dict[str, Any]) -> None:
             if not drained and has_determined(message):
@@ -199,12 +223,17 @@ async def test_sigterm_drains_sessions_in_flight(
                     10,
                     "readiness did not fail",
                 )
+                with grpc.insecure_channel(f"127.0.0.1:{router.ports['grpc']}") as channel:
+                    request = health_pb2.HealthCheckRequest(service="kikimimi.v1.Recognizer")
+                    reply = health_pb2_grpc.HealthStub(channel).Check(request, timeout=10)
+                    health.append(reply.status)
                 drained.append(1)
 
         result = await stream_session(
             url, sample, V2_PROGRESSIVE, realtime_bytes_per_second=128000, on_message=on_message
         )
         assert drained
+        assert health == [health_pb2.HealthCheckResponse.NOT_SERVING]
         assert result.close_code == 1000
         assert determined_segments(result) == EXPECTED_SEGMENTS
         status, body, _ = await refusal(url, V2_PROGRESSIVE)
