@@ -143,13 +143,15 @@ class Intermediate(pb_grpc.RecognizerServicer):
         self._idle.clear()
         self.metrics.active.inc()
         try:
-            if self.draining:
-                raise Draining("the intermediate is draining")
+            # Read start before any refusal: a status sent while the client is still writing
+            # it can reach the router as INTERNAL instead (grpc/grpc#36066).
             try:
                 async with asyncio.timeout(START_TIMEOUT_SECONDS):
                     first = await anext(request_iterator)
             except (StopAsyncIteration, TimeoutError):
                 raise BadStart("no start message") from None
+            if self.draining:
+                raise Draining("the intermediate is draining")
             start = validate_start(first)
             if not session_id_var.get():
                 session_id_var.set(start.session_id)

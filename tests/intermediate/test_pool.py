@@ -172,7 +172,7 @@ async def test_drain_finishes_sessions_in_flight_and_refuses_new_ones(stack: Sta
     _, body = await wait_readiness(intermediate, 503, timeout=5)
     assert body["reason"] == "draining"
     refused = await recognize(intermediate, audio(0.2))
-    assert refused.code == grpc.StatusCode.UNAVAILABLE
+    assert refused.code == grpc.StatusCode.UNAVAILABLE, refused.details
     hold.set()
     assert (await asyncio.wait_for(session, 15)).code == grpc.StatusCode.OK
     assert await asyncio.to_thread(intermediate.proc.wait, 15) == 0
