@@ -59,6 +59,7 @@ class Router(pb_grpc.RecognizerServicer):
         self._idle.set()
         self.table_error = ""  # why the file on disk was rejected, while it is
         self.shadows: set[asyncio.Task[None]] = set()  # settling shadow sessions
+        self.shadow_count = 0  # shadows streaming or settling
 
     # -- route table -----------------------------------------------------------------
     def read_table(self) -> tuple[RouteTable, str]:
@@ -207,8 +208,9 @@ class Router(pb_grpc.RecognizerServicer):
         if route.shadow_pool is None or random.random() >= route.shadow_fraction:
             return None
         pool = self.registry.pools.get(route.shadow_pool)
-        if pool is None or len(self.shadows) >= self.settings.shadow_max_sessions:
+        if pool is None or self.shadow_count >= self.settings.shadow_max_sessions:
             return None
+        self.shadow_count += 1  # until its settle task is done
         rate = (start.audio.sample_rate_hz or 16000) * (start.audio.channels or 1)
         settings = ShadowSettings(
             accept_timeout=self.settings.accept_timeout,
@@ -230,7 +232,11 @@ class Router(pb_grpc.RecognizerServicer):
             settle(shadow, final, language, route, self.metrics), name="shadow-settle"
         )
         self.shadows.add(task)
-        task.add_done_callback(self.shadows.discard)
+        task.add_done_callback(self._shadow_done)
+
+    def _shadow_done(self, task: asyncio.Task[None]) -> None:
+        self.shadows.discard(task)
+        self.shadow_count -= 1
 
     def _no_route(self, start: pb.Start) -> NoRoute:
         languages = self.table.languages(start.process)
@@ -302,7 +308,7 @@ class Router(pb_grpc.RecognizerServicer):
             "routes_file": str(self.settings.routes_file),
             "routes_file_error": self.table_error,
             "active_sessions": self.active,
-            "shadow_sessions": len(self.shadows),
+            "shadow_sessions": self.shadow_count,
             "routes": routes,
         }
         return not reason, body
