@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from tests.stack import Stack
 
 SESSIONS = 500
 CONCURRENCY = 40
-CAPACITY = 4  # per engine; with five engines up, 20 slots for 40 sessions at once
+CAPACITY = 4  # per engine; with five to seven engines up, 20-28 slots for 40 sessions at once
 
 
 async def _poll(
@@ -50,7 +51,11 @@ async def _one(intermediate: Any, i: int, rng: random.Random) -> Outcome | str:
 
 
 async def test_no_slot_and_no_task_leaks_after_500_faulty_sessions(stack: Stack) -> None:
-    """After 500 sessions over faulty engines, /readiness shows every slot free, tasks at idle."""
+    """After 500 sessions over every fault, /readiness shows every slot free and tasks at idle.
+
+    Engines close (1011), drop (1006), hang, send garbage, refuse, freeze and die; clients
+    leave mid-session; sessions beyond the slots time out waiting.
+    """
     engines = [
         stack.engine_stub("normal", wait=False),
         stack.engine_stub("close1011", wait=False, close_after_frames=2),
@@ -58,7 +63,10 @@ async def test_no_slot_and_no_task_leaks_after_500_faulty_sessions(stack: Stack)
         stack.engine_stub("hang", wait=False, hang_after_frames=2),
         stack.engine_stub("garbage", wait=False, garbage_after_frames=2),
         stack.engine_stub("refuse", wait=False, refuse="true"),
+        stack.engine_stub("frozen", wait=False),  # SIGSTOP, later SIGCONT, mid-run
+        stack.engine_stub("killed", wait=False),  # SIGKILL mid-run
     ]
+    frozen, killed = engines[-2:]
     intermediate = stack.intermediate(
         "im",
         engines,
@@ -66,8 +74,8 @@ async def test_no_slot_and_no_task_leaks_after_500_faulty_sessions(stack: Stack)
         reply_timeout=1,
         checkout_timeout=0.5,
     )
-    idle = await _poll(intermediate, lambda b: sum(e["state"] == "up" for e in b["engines"]) == 5)
-    assert idle["engines"][-1]["state"] == "starting"  # the refusing engine never comes up
+    idle = await _poll(intermediate, lambda b: sum(e["state"] == "up" for e in b["engines"]) == 7)
+    assert idle["engines"][5]["state"] == "starting"  # the refusing engine never comes up
     baseline = idle["tasks"]
 
     rng = random.Random(4)
@@ -75,21 +83,31 @@ async def test_no_slot_and_no_task_leaks_after_500_faulty_sessions(stack: Stack)
 
     async def limited(i: int) -> Outcome | str:
         async with gate:
+            if i == 150:
+                frozen.signal(signal.SIGSTOP)
+            elif i == 250:
+                killed.proc.kill()
+            elif i == 350:
+                frozen.signal(signal.SIGCONT)
             return await _one(intermediate, i, rng)
 
     results = await asyncio.gather(*(limited(i) for i in range(SESSIONS)))
     codes = Counter(r if isinstance(r, str) else r.code.name for r in results)
-    print(f"outcomes: {dict(codes)}")
+    print(f"outcomes: {dict(codes)}; {baseline} tasks at idle")
     assert sum(codes.values()) == SESSIONS
     assert codes["OK"] > 0
 
     body = await _poll(
         intermediate,
-        lambda b: (b["busy_slots"], b["active_sessions"]) == (0, 0) and b["tasks"] <= baseline,
+        lambda b: (
+            (b["busy_slots"], b["active_sessions"]) == (0, 0)
+            and b["tasks"] <= baseline
+            and b["engines"][6]["state"] == "up"
+        ),
         within=20,
     )
     assert (body["busy_slots"], body["active_sessions"]) == (0, 0), body
     assert body["tasks"] <= baseline, f"{body['tasks']} tasks now, {baseline} at idle"
-    for engine in body["engines"]:
-        if engine["state"] == "up":
-            assert engine["free"] == CAPACITY, engine
+    states = [e["state"] for e in body["engines"]]
+    assert states == ["up"] * 5 + ["starting", "up", "down"], body
+    assert all(e["free"] == CAPACITY for e in body["engines"] if e["state"] == "up"), body
