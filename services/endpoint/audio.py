@@ -80,16 +80,21 @@ class FlacStream:
         return b"".join(blocks)
 
     def _pending_input(self) -> int:
-        # pyflac keeps undecoded input in a deque that its read callback drains.
-        return sum(len(chunk) for chunk in list(self._decoder._buffer))
+        # pyflac keeps undecoded input in a deque that its read callback drains, under its lock.
+        with self._decoder._lock:
+            return sum(len(chunk) for chunk in self._decoder._buffer)
 
     async def feed(self, data: bytes) -> bytes:
         self._fed += len(data)
         self._decoder.process(data)
-        async with asyncio.timeout(FLAC_WAIT_SECONDS):
-            while self._pending_input() > MAX_PENDING_FLAC_BYTES and not self._decoder._error:
-                self._progress.clear()
-                await self._progress.wait()
+        deadline = self._loop.time() + FLAC_WAIT_SECONDS
+        while self._pending_input() > MAX_PENDING_FLAC_BYTES and not self._decoder._error:
+            if self._loop.time() > deadline:
+                raise InvalidAudio("the FLAC decoder made no progress")
+            self._progress.clear()
+            # Decoded blocks signal progress; libFLAC's errors do not, hence the short wait.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), 0.05)
         if self._decoder._error:
             raise InvalidAudio(f"not a valid FLAC stream: {self._decoder._error}")
         if self._fed > FLAC_SYNC_LIMIT_BYTES and self.format is None:

@@ -109,3 +109,18 @@ async def test_flac_decoder_threads_end_when_sessions_end() -> None:
         await normaliser.aclose()
         await normaliser.aclose()  # idempotent
     assert decoder_threads() == before
+
+
+async def test_flac_backlog_waits_for_the_decoder() -> None:
+    """A FLAC chunk far above the decoder's input bound is decoded whole, not queued blindly."""
+    pcm = (np.random.default_rng(7).standard_normal(16000 * 20) * 8000).astype(np.int16)
+    data = flac(pcm, 16000)
+    assert len(data) > 2 * 256 * 1024
+    out = await normalise(AudioSpec("flac"), data, len(data))
+    assert out == pcm.astype("<i2").tobytes()
+
+
+async def test_garbage_flac_in_one_large_chunk_is_invalid_audio() -> None:
+    """Half a MiB of garbage in one frame is InvalidAudio, not a hang or a timeout."""
+    with pytest.raises(InvalidAudio):
+        await normalise(AudioSpec("flac"), np.random.default_rng(8).bytes(512 * 1024), 512 * 1024)
