@@ -8,7 +8,8 @@
 #   4. python:3.11-slim: pulled if a registry has it, else the debootstrap stand-in
 #      (docker/build-base-image.sh; cached)
 #   5. docker compose up --build --wait
-#   6. the integration tests marked `external`, against the endpoint on 127.0.0.1
+#   6. the integration tests marked `external` and tests/deploy/test_compose_stack.py,
+#      against the stack on 127.0.0.1
 #   7. docker compose down -v, stop dockerd
 #
 # Environment: KIKIMIMI_PORT_* move the published ports (docker-compose.yaml);
@@ -117,11 +118,12 @@ t0=$SECONDS
 set +e
 KIKIMIMI_TEST_ENDPOINT="http://127.0.0.1:${ENDPOINT_PORT}" \
 KIKIMIMI_TEST_TOKEN="$(head -n 1 deploy/dev-token)" \
-    "$ROOT/.venv/bin/pytest" -m external -p no:cacheprovider tests/integration
+    "$ROOT/.venv/bin/pytest" -m external -p no:cacheprovider \
+    tests/integration tests/deploy/test_compose_stack.py
 rc=$?
 set -e
 elapsed "integration tests" $((SECONDS - t0))
 if ((rc == 5)); then
-    echo "containers: no test marked 'external' was collected in tests/integration" >&2
+    echo "containers: no test marked 'external' was collected" >&2
 fi
 exit "$rc"

@@ -1,0 +1,71 @@
+"""Checks of the running docker compose stack (`make test-containers` runs them).
+
+They need the stack: with KIKIMIMI_TEST_ENDPOINT unset (plain `make test`) they are
+skipped, saying so; `.ci/containers.sh` sets it after `docker compose up --wait`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.client import mimi_headers, refusal, stream_session
+
+pytestmark = pytest.mark.external
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+# Published HTTP and engine ports (docker-compose.yaml), as moved by KIKIMIMI_PORT_*.
+HTTP_PORTS = {"ROUTER_HTTP": 8081, "INTERMEDIATE_JA_HTTP": 8082, "INTERMEDIATE_EN_HTTP": 8083}
+ENGINE_PORTS = {"ENGINE_JA": 2700, "ENGINE_EN": 2701}
+
+
+def port(name: str, default: int) -> int:
+    return int(os.environ.get(f"KIKIMIMI_PORT_{name}", default))
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> tuple[str, str]:
+    """(ws:// URL, token) of the compose stack's endpoint on 127.0.0.1."""
+    http = os.environ.get("KIKIMIMI_TEST_ENDPOINT", "").rstrip("/")
+    if not http:
+        pytest.skip("needs the compose stack: make test-containers sets KIKIMIMI_TEST_ENDPOINT")
+    assert http.startswith("http://127.0.0.1:"), "tests talk to 127.0.0.1 only"
+    return "ws" + http.removeprefix("http") + "/", os.environ.get("KIKIMIMI_TEST_TOKEN", "")
+
+
+@pytest.mark.timeout(30)
+def test_every_tier_is_ready_on_loopback(endpoint: tuple[str, str]) -> None:
+    """Router and both intermediates answer /readiness 200, and both engine ports accept."""
+    for name, default in HTTP_PORTS.items():
+        response = httpx.get(f"http://127.0.0.1:{port(name, default)}/readiness", timeout=5)
+        assert response.status_code == 200, (name, response.text)
+    for name, default in ENGINE_PORTS.items():
+        socket.create_connection(("127.0.0.1", port(name, default)), timeout=5).close()
+
+
+@pytest.mark.timeout(30)
+async def test_stack_refuses_a_session_without_a_token(endpoint: tuple[str, str]) -> None:
+    """Auth is on in the compose stack: no token is a 401 before the upgrade."""
+    url, _ = endpoint
+    status, body, headers = await refusal(url, mimi_headers("asr", "en"))
+    assert status == 401
+    assert body["error"]["code"]
+    assert headers["www-authenticate"].startswith("Bearer")
+
+
+@pytest.mark.timeout(90)
+async def test_english_goes_through_the_pocketsphinx_engine(endpoint: tuple[str, str]) -> None:
+    """An English session is decoded by the real engine: dictionary words, close 1000."""
+    url, token = endpoint
+    audio = (FIXTURES / "ja-chotto-osoi-chushoku.raw").read_bytes()
+    result = await stream_session(url, audio, mimi_headers("asr", "en", token=token))
+    assert result.close_code == 1000
+    words = [w["result"] for w in result.finished["response"]]
+    # engine_stub would answer with its byte count and digest, not with English words.
+    assert words
+    assert all(re.fullmatch(r"[a-z'.-]+(\(\d\))?", w) for w in words), words
