@@ -8,6 +8,8 @@ import threading
 import numpy as np
 import pytest
 import soundfile as sf
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.endpoint.audio import AudioNormaliser, InvalidAudio
 from services.endpoint.handshake import AudioSpec
@@ -124,3 +126,23 @@ async def test_garbage_flac_in_one_large_chunk_is_invalid_audio() -> None:
     """Half a MiB of garbage in one frame is InvalidAudio, not a hang or a timeout."""
     with pytest.raises(InvalidAudio):
         await normalise(AudioSpec("flac"), np.random.default_rng(8).bytes(512 * 1024), 512 * 1024)
+
+
+@given(
+    st.binary(max_size=4000),
+    st.lists(st.integers(1, 997), max_size=20),
+    st.sampled_from([1, 2]),
+)
+async def test_any_framing_of_16k_pcm_gives_the_same_audio(
+    data: bytes, cuts: list[int], channels: int
+) -> None:
+    """However 16 kHz PCM is cut into frames, the same whole samples leave, in order."""
+    whole = await normalise(AudioSpec("pcm", 16000, channels), data, max(len(data), 1))
+    normaliser = AudioNormaliser(AudioSpec("pcm", 16000, channels))
+    out, offset = b"", 0
+    for cut in [*cuts, len(data)]:
+        out += await normaliser.feed(data[offset : offset + cut])
+        offset += cut
+    out += await normaliser.finish()
+    assert out == whole
+    assert len(out) == (len(data) // (2 * channels)) * 2
