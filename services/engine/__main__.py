@@ -33,6 +33,7 @@ async def amain(settings: Settings) -> None:
         dictionary=str(settings.dictionary) if settings.dictionary else None,
         sample_rate=settings.sample_rate,
         fwdflat=settings.fwdflat,
+        maxhmmpf=settings.maxhmmpf,
     )
     began = time.monotonic()
     preload = settings.decoders_per_worker()

@@ -29,11 +29,13 @@ class ModelSpec:
     dictionary: str | None = None
     sample_rate: int = 16000
     fwdflat: bool = False
+    maxhmmpf: int = 10000
 
     def decoder_options(self) -> dict[str, Any]:
         options: dict[str, Any] = {
             "samprate": self.sample_rate,
             "fwdflat": self.fwdflat,
+            "maxhmmpf": self.maxhmmpf,
             "loglevel": "FATAL",
         }
         for key, value in (("hmm", self.hmm), ("lm", self.lm), ("dict", self.dictionary)):
