@@ -43,7 +43,9 @@ class PcmResampler:
         self.channels = channels
         self._framer = SampleFramer(BYTES_PER_SAMPLE * channels)
         self._stream = (
-            soxr.ResampleStream(in_rate, out_rate, 1, dtype="int16", quality="HQ")
+            # float32, not int16: soxr dithers integer output, so the same audio would not
+            # resample to the same bytes twice.
+            soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality="HQ")
             if in_rate != out_rate
             else None
         )
@@ -62,8 +64,8 @@ class PcmResampler:
             samples = (frames.sum(axis=1) // self.channels).astype(np.int16)
         if self._stream is None:
             return samples.astype("<i2").tobytes()
-        out = self._stream.resample_chunk(samples, last=last)
-        return np.asarray(out, dtype="<i2").tobytes()
+        out = self._stream.resample_chunk(samples.astype(np.float32), last=last)
+        return np.clip(np.rint(out), -32768, 32767).astype("<i2").tobytes()
 
     def flush(self) -> bytes:
         return self.feed(b"", last=True) if self._stream is not None else b""
