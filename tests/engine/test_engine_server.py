@@ -65,6 +65,7 @@ def _wer(pairs: list[tuple[str, str]]) -> float:
     return float(jiwer.wer([ref for ref, _ in pairs], [hyp for _, hyp in pairs]))
 
 
+@pytest.mark.slow
 async def test_real_time_speech_is_recognised(url: str, speech: list[tuple[str, bytes]]) -> None:
     """Sentences streamed at real time, all at once, come back with a word error rate ≤ 0.20."""
     transcripts = await asyncio.gather(*(stream(url, pcm, pace=1.0) for _, pcm in speech))
