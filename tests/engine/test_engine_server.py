@@ -138,6 +138,25 @@ async def test_other_text_closes_with_1011(url: str, text: str) -> None:
         assert await drain(ws) == ([], 1011)
 
 
+async def test_reset_gives_a_segment_and_keeps_the_connection(
+    url: str, speech: list[tuple[str, bytes]]
+) -> None:
+    """`{"reset" : 1}` answers the words so far and the session goes on, times continuing."""
+    pcm = speech[0][1]
+    async with connect(url, open_timeout=TIMEOUT) as ws, asyncio.timeout(3 * TIMEOUT):
+        for _ in range(2):
+            for i in range(0, len(pcm), 16000):
+                await ws.send(pcm[i : i + 16000])
+                await ws.recv()
+            await ws.send('{"reset" : 1}')
+            segment = json.loads(await ws.recv())
+            assert segment["text"].endswith("kitchen")
+        assert segment["result"][0]["start"] > len(pcm) / 2 / 16000
+        await ws.send(EOF_TEXT)
+        assert json.loads(await ws.recv()) == {"text": ""}
+        assert await drain(ws) == ([], 1000)
+
+
 async def test_later_config_is_ignored(url: str) -> None:
     """A config after the first audio gets no reply and changes nothing; `model` never loads."""
     async with connect(url, open_timeout=TIMEOUT) as ws, asyncio.timeout(TIMEOUT):
