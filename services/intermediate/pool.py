@@ -19,25 +19,25 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidStatus
+from websockets.asyncio.client import ClientConnection
 from websockets.protocol import State
 
+from services.intermediate.connections import (
+    CLOSE_TIMEOUT,
+    Backoff,
+    close_connection,
+    describe,
+    open_connection,
+)
 from services.intermediate.errors import NoEngineUp, PoolExhausted
 
 log = logging.getLogger(__name__)
-
-# Engine replies are small JSON; 1 MiB is vosk-server's own frame limit.
-MAX_ENGINE_MESSAGE = 1024 * 1024
-# A graceful close that takes longer than this is cut short (the engine may be frozen).
-CLOSE_TIMEOUT = 1.0
 
 
 class EngineState(StrEnum):
@@ -55,41 +55,6 @@ class PoolSettings:
     ping_timeout: float
     backoff_initial: float
     backoff_max: float
-
-
-class Backoff:
-    """Exponential backoff with jitter (half to full delay), capped."""
-
-    def __init__(self, initial: float, cap: float) -> None:
-        self.initial, self.cap, self.attempt = initial, cap, 0
-
-    def next_delay(self) -> float:
-        delay = min(self.cap, self.initial * 2**self.attempt)
-        self.attempt += 1
-        return random.uniform(delay / 2, delay)
-
-    def reset(self) -> None:
-        self.attempt = 0
-
-
-def describe(exc: BaseException) -> str:
-    if isinstance(exc, InvalidStatus):
-        return f"refused with HTTP {exc.response.status_code}"
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    return str(exc) or type(exc).__name__
-
-
-async def close_connection(conn: ClientConnection, graceful: bool) -> None:
-    """Close `conn`: a bounded closing handshake, or at once; never leaves it open."""
-    try:
-        if graceful and conn.state is not State.CLOSED:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(CLOSE_TIMEOUT):
-                    await conn.close()
-    finally:
-        if conn.state is not State.CLOSED:
-            conn.transport.abort()  # connection_lost follows on the next loop iteration
 
 
 class EngineTarget:
@@ -152,6 +117,13 @@ class EngineTarget:
         """The engine did not answer: down if it was up; a starting engine stays starting."""
         self._abort_idle()
         if self.state == EngineState.STARTING:
+            if self.connect_failures == 1:  # once: a slow start is normal, not an alarm
+                log.info(
+                    "engine %s is starting: %s",
+                    self.url,
+                    reason,
+                    extra={"engine": self.url, "engine_state": "starting", "reason": reason},
+                )
             self.reason = f"waiting for the engine: {reason}"
             self._on_change()
         else:
@@ -163,14 +135,7 @@ class EngineTarget:
 
     async def open(self) -> ClientConnection:
         """Open one engine connection within the connect timeout."""
-        return await connect(
-            self.url,
-            open_timeout=self.settings.connect_timeout,
-            ping_interval=None,  # this pool pings idle connections; sessions time replies
-            close_timeout=CLOSE_TIMEOUT,
-            max_size=MAX_ENGINE_MESSAGE,
-            compression=None,
-        )
+        return await open_connection(self.url, self.settings.connect_timeout)
 
     def take_idle(self) -> ClientConnection | None:
         while self._idle:

@@ -7,9 +7,10 @@ from pydantic import ValidationError
 
 from services.common.pb import recognizer_pb2 as pb
 from services.intermediate.config import Settings
+from services.intermediate.connections import Backoff
 from services.intermediate.engine_protocol import EOF_MESSAGE, EngineTranslator, config_message
 from services.intermediate.errors import OUTCOMES, EngineProtocolError
-from services.intermediate.pool import Backoff, EngineState, EngineTarget, PoolSettings
+from services.intermediate.pool import EngineState, EngineTarget, PoolSettings
 from services.intermediate.server import validate_start
 from tests.intermediate.grpc_session import start_request
 
