@@ -64,8 +64,9 @@ class PcmResampler:
             samples = (frames.sum(axis=1) // self.channels).astype(np.int16)
         if self._stream is None:
             return samples.astype("<i2").tobytes()
-        out = self._stream.resample_chunk(samples.astype(np.float32), last=last)
-        return np.clip(np.rint(out), -32768, 32767).astype("<i2").tobytes()
+        out = np.asarray(self._stream.resample_chunk(samples.astype(np.float32), last=last))
+        pcm: bytes = np.clip(np.rint(out), -32768, 32767).astype("<i2").tobytes()
+        return pcm
 
     def flush(self) -> bytes:
         return self.feed(b"", last=True) if self._stream is not None else b""

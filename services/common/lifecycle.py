@@ -9,6 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from services.common.logs import configure_logging
+from services.common.settings import ServiceSettings, load_settings
+from services.common.tracing import configure_tracing, shutdown_tracing
 
 log = logging.getLogger(__name__)
 
@@ -35,3 +41,26 @@ def install_uvloop() -> None:
     except ImportError:  # pragma: no cover - uvloop is a dependency; keep stdlib as fallback
         return
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def run_service(
+    name: str,
+    settings_class: type[S],
+    serve: Callable[[S, asyncio.Event], Awaitable[None]],
+) -> None:
+    """The `main()` of every tier: settings, logging, tracing, uvloop, serve until a signal."""
+    settings = load_settings(settings_class)
+    configure_logging(name, settings.log_level, settings.log_format)
+    configure_tracing(name)
+    install_uvloop()
+
+    async def main() -> None:
+        await serve(settings, stop_requested_event())
+
+    try:
+        asyncio.run(main())
+    finally:
+        shutdown_tracing()

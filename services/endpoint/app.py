@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.common.http_server import serve_http
 from services.common.logs import session_id_var, summary
+from services.common.tracing import SessionSpan
 from services.endpoint import http_api, logfilters
 from services.endpoint.audio import AudioNormaliser
 from services.endpoint.auth import Authenticator
@@ -110,13 +111,21 @@ class Endpoint:
     ) -> BackendStream:
         """Admit the session and open it on the router; raises Refusal."""
         self._admit(params)
-        return await self.router.open(
-            session_id,
-            params,
-            headers.get("traceparent", ""),
-            self.settings.accept_timeout,
-            self.settings.retry_after_seconds,
-        )
+        span = SessionSpan("endpoint", headers.get("traceparent", ""), session_id)
+        span.set(process=params.process, language=params.language)
+        try:
+            stream = await self.router.open(
+                session_id,
+                params,
+                span.traceparent,
+                self.settings.accept_timeout,
+                self.settings.retry_after_seconds,
+            )
+        except Refusal as refusal:
+            span.end(refusal.code)
+            raise
+        stream.span = span
+        return stream
 
     def refused(self, refusal: Refusal) -> JSONResponse:
         self.metrics.refusals.labels(str(refusal.status), refusal.code).inc()
@@ -156,6 +165,7 @@ class Endpoint:
                     self.drain_expired,
                 )
                 result = await session.run()
+        stream.finish(result.outcome)
         self.record(params, result.outcome, result.audio_seconds)
         if result.first_result_s is not None:
             self.metrics.first_result.observe(result.first_result_s)

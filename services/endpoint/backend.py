@@ -11,6 +11,7 @@ import grpc
 from services.common import grpc_util
 from services.common.pb import recognizer_pb2 as pb
 from services.common.pb import recognizer_pb2_grpc as pb_grpc
+from services.common.tracing import SessionSpan
 from services.endpoint.errors import (
     Refusal,
     SessionError,
@@ -28,6 +29,13 @@ class BackendStream:
     def __init__(self, call: Call, accepted: pb.Accepted) -> None:
         self.call = call
         self.accepted = accepted
+        self.span: SessionSpan | None = None  # this tier's trace span of the session
+
+    def finish(self, outcome: str) -> None:
+        """Record how the session ended (its trace span); the call is cancelled separately."""
+        if self.span is not None:
+            self.span.end(outcome)
+            self.span = None
 
     async def send_audio(self, pcm: bytes) -> None:
         try:

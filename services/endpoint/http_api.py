@@ -82,6 +82,7 @@ async def recognise(endpoint: Endpoint, request: Request) -> Response:
             finally:
                 stream.cancel()
                 await normaliser.aclose()
+    stream.finish(outcome)
     audio_seconds = normaliser.output_bytes / PCM_BYTES_PER_SECOND
     endpoint.record(params, outcome, audio_seconds)
     summary(

@@ -23,6 +23,7 @@ from services.common.http_server import serve_http
 from services.common.logs import session_id_var, summary
 from services.common.pb import recognizer_pb2 as pb
 from services.common.pb import recognizer_pb2_grpc as pb_grpc
+from services.common.tracing import SessionSpan
 from services.router.backends import RECOGNIZER_SERVICE, BackendRegistry
 from services.router.config import Settings
 from services.router.errors import (
@@ -115,12 +116,17 @@ class Router(pb_grpc.RecognizerServicer):
         """One session. A coroutine, not a generator: when the caller goes away, grpc cancels
         it and every `finally` runs at once (an abandoned generator is only finalised by the
         garbage collector, leaking its backend's session count until then)."""
-        metadata = tuple(
-            (k, v)
-            for k, v in (context.invocation_metadata() or ())
-            if k in (grpc_util.SESSION_ID_KEY, grpc_util.TRACEPARENT_KEY) and isinstance(v, str)
+        incoming = context.invocation_metadata()
+        session_id_var.set(grpc_util.metadata_value(incoming, grpc_util.SESSION_ID_KEY))
+        span = SessionSpan(
+            "router",
+            grpc_util.metadata_value(incoming, grpc_util.TRACEPARENT_KEY),
+            session_id_var.get(),
         )
-        session_id_var.set(grpc_util.metadata_value(metadata, grpc_util.SESSION_ID_KEY))
+        # What every backend call carries on: the session id and this tier's trace span.
+        metadata: tuple[tuple[str, str], ...] = ((grpc_util.SESSION_ID_KEY, session_id_var.get()),)
+        if span.traceparent:
+            metadata += ((grpc_util.TRACEPARENT_KEY, span.traceparent),)
         began = time.monotonic()
         outcome, route_label, language = "ok", "none", ""
         proxy: ProxySession | None = None
@@ -143,7 +149,7 @@ class Router(pb_grpc.RecognizerServicer):
             language = start.language
             if not session_id_var.get():
                 session_id_var.set(start.session_id)
-                metadata += ((grpc_util.SESSION_ID_KEY, start.session_id),)
+                metadata = ((grpc_util.SESSION_ID_KEY, start.session_id), *metadata[1:])
             route = self.table.lookup(start.process, start.language)
             if route is None:
                 raise self._no_route(start)
@@ -189,6 +195,8 @@ class Router(pb_grpc.RecognizerServicer):
             if self.active == 0:
                 self._idle.set()
             self.metrics.sessions.labels(route_label, outcome).inc()
+            span.set(route=route_label, failovers=proxy.failovers if proxy else 0)
+            span.end(outcome)
             summary(
                 log,
                 outcome=outcome,
