@@ -26,6 +26,10 @@ from services.intermediate.errors import BadStart, Draining, EngineLost, EngineS
 # How often a session with nothing owed looks up from waiting (nothing to time out).
 _IDLE_WAKE_SECONDS = 5.0
 
+# Engine replies read ahead of the session at most (one is owed per audio frame).
+_REPLY_QUEUE = 16
+_WAKE = object()
+
 Emit = Callable[[pb.RecognizeResponse], Awaitable[None]]
 
 
@@ -48,6 +52,10 @@ class EngineSession:
         self._owed: deque[float] = deque()  # send times of messages not yet answered
         self._eof_sent = False
         self.finished = False
+        # Engine replies (or the connection's end, or a wake-up) for `_reply`.
+        self._replies: asyncio.Queue[str | bytes | ConnectionClosed | object] = asyncio.Queue(
+            _REPLY_QUEUE
+        )
 
     @property
     def audio_seconds(self) -> float:
@@ -87,36 +95,52 @@ class EngineSession:
             return _IDLE_WAKE_SECONDS
         return max(0.0, self._owed[0] + self.reply_timeout - time.monotonic())
 
-    async def _reply(self, forward: asyncio.Task[None]) -> str | bytes:
-        """The engine's next reply, failing on a stuck engine, a failed forward or drain expiry."""
-        receive = asyncio.ensure_future(self.conn.recv())
+    async def _read_engine(self) -> None:
+        """Hand each engine reply, then the connection's end, to `_reply`, in order.
+
+        One reader task per session: a task and an `asyncio.wait` per reply cost the relay
+        more CPU than the reply itself. The queue is bounded, so a consumer that does not
+        keep up stops this reader and, through the socket, the engine (backpressure).
+        """
         try:
             while True:
-                waiting: set[asyncio.Future[object]] = {receive, self.drain_expired}  # type: ignore[arg-type]
-                if not forward.done():
-                    waiting.add(forward)  # type: ignore[arg-type]
-                await asyncio.wait(
-                    waiting, timeout=self._wait_timeout(), return_when=asyncio.FIRST_COMPLETED
-                )
-                if receive.done():
-                    try:
-                        return receive.result()
-                    except ConnectionClosed as exc:
-                        raise EngineLost(f"engine closed the session: {exc}") from exc
-                if self.drain_expired.done():
-                    raise Draining("the intermediate's drain deadline passed")
-                if forward.done() and forward.exception() is not None:
-                    raise forward.exception()  # type: ignore[misc]
+                await self._replies.put(await self.conn.recv())
+        except ConnectionClosed as exc:
+            await self._replies.put(exc)
+
+    def _wake(self, _: object = None) -> None:
+        """Make a waiting `_reply` look at the forwarder and the drain deadline."""
+        if self._replies.empty():  # otherwise `_reply` is about to look anyway
+            self._replies.put_nowait(_WAKE)
+
+    async def _reply(self, forward: asyncio.Task[None]) -> str | bytes:
+        """The engine's next reply, failing on a stuck engine, a failed forward or drain expiry."""
+        while True:
+            if self.drain_expired.done():
+                raise Draining("the intermediate's drain deadline passed")
+            if forward.done() and forward.exception() is not None:
+                raise forward.exception()  # type: ignore[misc]
+            try:
+                async with asyncio.timeout(self._wait_timeout()):
+                    item = await self._replies.get()
+            except TimeoutError:
                 if self._owed and self._wait_timeout() <= 0:
-                    raise EngineStuck(f"engine did not answer within {self.reply_timeout:g} s")
-        finally:
-            if not receive.done():
-                receive.cancel()  # recv() is safe to cancel: no message is lost
-                await asyncio.gather(receive, return_exceptions=True)
+                    raise EngineStuck(
+                        f"engine did not answer within {self.reply_timeout:g} s"
+                    ) from None
+                continue
+            if isinstance(item, str | bytes):
+                return item
+            if isinstance(item, ConnectionClosed):
+                raise EngineLost(f"engine closed the session: {item}") from item
+            # _WAKE: look at the forwarder and the drain deadline again.
 
     async def run(self, requests: AsyncIterator[pb.RecognizeRequest], emit: Emit) -> None:
         """Emit partials and segments as the engine answers, then one finished."""
         forward = asyncio.create_task(self._forward(requests), name="forward-audio")
+        reader = asyncio.create_task(self._read_engine(), name="read-engine")
+        forward.add_done_callback(self._wake)
+        self.drain_expired.add_done_callback(self._wake)
         last_partial = ""
         try:
             while True:
@@ -138,5 +162,7 @@ class EngineSession:
                     await emit(self.translator.finished())
                     return
         finally:
+            self.drain_expired.remove_done_callback(self._wake)
             forward.cancel()
-            await asyncio.gather(forward, return_exceptions=True)
+            reader.cancel()  # recv() is safe to cancel: no message is lost
+            await asyncio.gather(forward, reader, return_exceptions=True)
