@@ -66,6 +66,8 @@ class Stack:
     def __init__(self, tmp_path: Path) -> None:
         self.tmp_path = tmp_path
         self.services: list[Service] = []
+        # Variables every service started from now on gets too (e.g. OTEL_* for tracing).
+        self.extra_env: dict[str, str] = {}
 
     def __enter__(self) -> Stack:
         return self
@@ -91,7 +93,9 @@ class Stack:
         ports: dict[str, int],
         timeout: float = 30.0,
     ) -> Service:
-        service = start_service(name, module, env, wait_port, ports, timeout=timeout)
+        service = start_service(
+            name, module, self.extra_env | env, wait_port, ports, timeout=timeout
+        )
         self.services.append(service)
         return service
 
@@ -107,7 +111,7 @@ class Stack:
         env = {f"ENGINE_STUB_{k.upper()}": str(v) for k, v in settings.items()}
         env |= {"ENGINE_STUB_PORT": str(port), "ENGINE_STUB_LOG_FORMAT": "json"}
         if not wait:
-            service = start_service(name, "engine_stub", env, None, {"ws": port})
+            service = start_service(name, "engine_stub", self.extra_env | env, None, {"ws": port})
             self.services.append(service)
             return service
         return self._start(
@@ -126,8 +130,9 @@ class Stack:
         return self._start(name, "services.engine", env, port, {"ws": port}, timeout=90)
 
     def intermediate(
-        self, name: str, engines: list[Service], wait: bool = True, **settings: Any
+        self, name: str, engines: list[Service | int], wait: bool = True, **settings: Any
     ) -> Service:
+        """An intermediate over `engines` (services, or bare ports where an engine will be)."""
         grpc_port, http_port = free_port(), free_port()
         settings.setdefault("engine_capacity", 64)  # engine_stub has no capacity of its own
         env = {f"INTERMEDIATE_{k.upper()}": str(v) for k, v in settings.items()}
@@ -135,7 +140,9 @@ class Stack:
             "INTERMEDIATE_NAME": name,
             "INTERMEDIATE_GRPC_PORT": str(grpc_port),
             "INTERMEDIATE_HTTP_PORT": str(http_port),
-            "INTERMEDIATE_ENGINES": ",".join(f"ws://127.0.0.1:{e.ports['ws']}" for e in engines),
+            "INTERMEDIATE_ENGINES": ",".join(
+                f"ws://127.0.0.1:{e if isinstance(e, int) else e.ports['ws']}" for e in engines
+            ),
             "INTERMEDIATE_LOG_FORMAT": "json",
         }
         service = self._start(

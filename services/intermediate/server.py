@@ -21,6 +21,7 @@ from services.common.http_server import serve_http
 from services.common.logs import session_id_var, summary
 from services.common.pb import recognizer_pb2 as pb
 from services.common.pb import recognizer_pb2_grpc as pb_grpc
+from services.common.tracing import SessionSpan
 from services.intermediate.config import Settings
 from services.intermediate.errors import BadStart, Draining, EngineLost, IntermediateError
 from services.intermediate.metrics import Metrics, running_tasks
@@ -133,8 +134,12 @@ class Intermediate(pb_grpc.RecognizerServicer):
         context: grpc.aio.ServicerContext[pb.RecognizeRequest, pb.RecognizeResponse],
     ) -> None:
         """One session. A coroutine (not a generator): cancellation runs every `finally`."""
-        session_id_var.set(
-            grpc_util.metadata_value(context.invocation_metadata(), grpc_util.SESSION_ID_KEY)
+        incoming = context.invocation_metadata()
+        session_id_var.set(grpc_util.metadata_value(incoming, grpc_util.SESSION_ID_KEY))
+        span = SessionSpan(
+            "intermediate",
+            grpc_util.metadata_value(incoming, grpc_util.TRACEPARENT_KEY),
+            session_id_var.get(),
         )
         began = time.monotonic()
         outcome, backend, audio_seconds, error = "ok", "", 0.0, ""
@@ -201,6 +206,8 @@ class Intermediate(pb_grpc.RecognizerServicer):
                 self._idle.set()
             self.metrics.sessions.labels(outcome).inc()
             self.metrics.audio_seconds.inc(audio_seconds)
+            span.set(backend=backend, audio_s=audio_seconds)
+            span.end(outcome)
             summary(
                 log,
                 outcome=outcome,
