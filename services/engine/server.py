@@ -9,11 +9,13 @@ session with a bare close 1011, as vosk-server does.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
 from http import HTTPStatus
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
@@ -21,6 +23,7 @@ from websockets.http11 import Request, Response
 from services.common.logs import session_id_var, summary
 from services.engine.config import Settings
 from services.engine.errors import EngineError
+from services.engine.metrics import Metrics
 from services.engine.protocol import EngineSession, Text
 from services.engine.workers import WorkerPool
 
@@ -32,14 +35,27 @@ class EngineServer:
         self.settings = settings
         self.pool = pool
         self.admitted = 0
+        self.metrics = Metrics()
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        if request.path == "/metrics" and "upgrade" not in request.headers:
+            return self._metrics_response(connection)
         if self.admitted >= self.settings.capacity:
             log.warning("refused: at capacity", extra={"capacity": self.settings.capacity})
+            self.metrics.refused.inc()
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "engine at capacity\n")
         self.admitted += 1
         connection.connection_lost_waiter.add_done_callback(self._release)
         return None
+
+    def _metrics_response(self, connection: ServerConnection) -> Response:
+        response = connection.respond(HTTPStatus.OK, "")
+        body = generate_latest(self.metrics.registry)
+        del response.headers["Content-Type"]
+        del response.headers["Content-Length"]
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        response.headers["Content-Length"] = str(len(body))
+        return dataclasses.replace(response, body=body)
 
     def _release(self, _: object) -> None:
         self.admitted -= 1
@@ -53,6 +69,7 @@ class EngineServer:
         busy = 0.0  # seconds spent waiting for decoding
         final_latency: float | None = None
         outcome = "client-closed"
+        self.metrics.active.inc()
         try:
             async for message in connection:
                 if isinstance(message, bytes):
@@ -90,6 +107,7 @@ class EngineServer:
         finally:
             await decoding.aclose()
             audio = session.audio_seconds
+            self._record(outcome, audio, busy, final_latency)
             summary(
                 log,
                 outcome=outcome,
@@ -100,6 +118,17 @@ class EngineServer:
                 sample_rate=session.sample_rate,
                 worker=decoding.worker.index,
             )
+
+    def _record(self, outcome: str, audio: float, busy: float, final_latency: float | None) -> None:
+        metrics = self.metrics
+        metrics.active.dec()
+        metrics.sessions.labels(outcome).inc()
+        metrics.audio_seconds.inc(audio)
+        metrics.decode_seconds.inc(busy)
+        if audio:
+            metrics.real_time_factor.observe(busy / audio)
+        if final_latency is not None:
+            metrics.final_latency.observe(final_latency)
 
 
 async def run(settings: Settings, pool: WorkerPool, stop: asyncio.Event) -> None:
