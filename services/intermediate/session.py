@@ -3,7 +3,8 @@
 Audio from the router is forwarded to the engine as it comes (whole samples, resampled to
 the engine's rate) by a forwarding task; the session's own task reads the engine's replies,
 translates them and hands them to `emit`. The engine owes one reply per audio frame and one
-for the eof: a reply owed for longer than the reply timeout means a stuck engine. The
+for the eof. An engine that owes replies and has answered nothing for the reply timeout is
+stuck; one that answers, however far behind (all audio sent at once, a busy engine), is not. The
 forwarding task is always cancelled and awaited before `run()` returns or raises; the
 caller releases the lease.
 """
@@ -50,6 +51,7 @@ class EngineSession:
         self.resampler = PcmResampler(start.audio.sample_rate_hz, engine_sample_rate)
         self.audio_bytes = 0
         self._owed: deque[float] = deque()  # send times of messages not yet answered
+        self._last_reply = time.monotonic()
         self._eof_sent = False
         self.finished = False
         # Engine replies (or the connection's end, or a wake-up) for `_reply`.
@@ -93,7 +95,8 @@ class EngineSession:
     def _wait_timeout(self) -> float:
         if not self._owed:
             return _IDLE_WAKE_SECONDS
-        return max(0.0, self._owed[0] + self.reply_timeout - time.monotonic())
+        waiting_since = max(self._owed[0], self._last_reply)
+        return max(0.0, waiting_since + self.reply_timeout - time.monotonic())
 
     async def _read_engine(self) -> None:
         """Hand each engine reply, then the connection's end, to `_reply`, in order.
@@ -130,6 +133,7 @@ class EngineSession:
                     ) from None
                 continue
             if isinstance(item, str | bytes):
+                self._last_reply = time.monotonic()
                 return item
             if isinstance(item, ConnectionClosed):
                 raise EngineLost(f"engine closed the session: {item}") from item

@@ -80,6 +80,16 @@ async def test_hung_engine_ends_the_session_within_the_reply_timeout(stack: Stac
     assert body["busy_slots"] == 0
 
 
+async def test_an_engine_far_behind_but_answering_is_not_stuck(stack: Stack) -> None:
+    """All audio at once to a slow engine: replies come long after the reply timeout, but
+    each within it of the one before, so the session finishes."""
+    engine = stack.engine_stub("engine", wait=False, frame_latency_ms=200)
+    intermediate = stack.intermediate("im", [engine], reply_timeout=1)
+    outcome = await recognize(intermediate, audio(1.0))  # ten frames: the last ~2 s late
+    assert outcome.code == grpc.StatusCode.OK, outcome.details
+    assert outcome.seconds > 1.5
+
+
 async def test_frozen_engine_turns_readiness_503_and_back(stack: Stack) -> None:
     """SIGSTOP turns /readiness 503 within 10 s; SIGCONT turns it 200 within 15 s."""
     engine = stack.engine_stub("engine", wait=False)
