@@ -25,6 +25,13 @@ def main() -> None:
     parser.add_argument("--max-added-p99-ms", type=float, default=50.0)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--log-level", default="INFO", help="the services' log level")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an extra setting for the services, e.g. ROUTER_FAILOVER_BUFFER_SECONDS=0",
+    )
     args = parser.parse_args()
     steps: tuple[int, ...]
     if args.quick:
@@ -46,7 +53,8 @@ def main() -> None:
         max_added_p99_ms=args.max_added_p99_ms,
         pause_s=2.0,
     )
-    run(plan, args.out, args.log_level)
+    extra_env = dict(item.split("=", 1) for item in args.env)
+    run(plan, args.out, args.log_level, extra_env)
 
 
 if __name__ == "__main__":

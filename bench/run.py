@@ -251,7 +251,9 @@ def _line(step: dict[str, Any]) -> str:
     )
 
 
-def run(plan: Plan, out_dir: Path, log_level: str = "INFO") -> Path:
+def run(
+    plan: Plan, out_dir: Path, log_level: str = "INFO", extra_env: dict[str, str] | None = None
+) -> Path:
     nofile = raise_open_files_limit()
     started = datetime.datetime.now(datetime.UTC)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -267,6 +269,7 @@ def run(plan: Plan, out_dir: Path, log_level: str = "INFO") -> Path:
             "open_files_limit": nofile,
         },
         "plan": asdict(plan),
+        "service_env": dict(extra_env or {}),
         "steps": [],
         "max_streams_held": 0,
     }
@@ -274,7 +277,7 @@ def run(plan: Plan, out_dir: Path, log_level: str = "INFO") -> Path:
     try:
         with (
             tempfile.TemporaryDirectory(prefix="kikimimi-bench-") as tmp,
-            Stack(Path(tmp), log_level) as stack,
+            Stack(Path(tmp), log_level, extra_env) as stack,
         ):
             bench = Bench(plan, stack, workers)
             print(f"stack up; warming up; results → {out}", flush=True)

@@ -94,9 +94,12 @@ class Service:
 class Stack:
     """engine_stub → intermediate → router → endpoint, as in the Procfile."""
 
-    def __init__(self, workdir: Path, log_level: str = "INFO") -> None:
+    def __init__(
+        self, workdir: Path, log_level: str = "INFO", extra_env: dict[str, str] | None = None
+    ) -> None:
         self.workdir = workdir
         self.log_level = log_level
+        self.extra_env = dict(extra_env or {})  # e.g. ROUTER_FAILOVER_BUFFER_SECONDS=0
         self.services: dict[str, Service] = {}
 
     def __enter__(self) -> Stack:
@@ -133,7 +136,7 @@ class Stack:
 
     def _spawn(self, name: str, module: str, env: dict[str, str], ports: dict[str, int]) -> Service:
         log_path = self.workdir / f"{name}.log"
-        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env, **self.extra_env}
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", module],
