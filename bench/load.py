@@ -64,6 +64,9 @@ class SessionRecord:
     finish_ms: float | None = None  # recog-break → recog-finished, or eof → final reply
     frames_sent: int = 0
     latencies_ms: list[float] = field(default_factory=list)
+    latency_sent_at: list[float] = field(default_factory=list)  # each sample's frame send time
+    started_at: float = 0.0  # monotonic, system-wide: comparable across workers
+    streamed_until: float = 0.0  # the last frame's send
     send_lag_ms: float = 0.0  # the latest a frame left after its scheduled time
 
 
@@ -95,6 +98,7 @@ class _Session:
         index = total // self.frame_bytes - 1
         if total % self.frame_bytes == 0 and 0 <= index < len(self.sent_at):
             self.record.latencies_ms.append((now - self.sent_at[index]) * 1000)
+            self.record.latency_sent_at.append(self.sent_at[index])
 
     async def _stream(self, ws: ClientConnection, t0: float) -> None:
         period = self.job.frame_ms / 1000
@@ -111,7 +115,7 @@ class _Session:
             await ws.send(chunk)
         self.record.frames_sent = self.job.frames
         self.record.send_lag_ms = lag * 1000
-        self.ended_at = time.monotonic()
+        self.ended_at = self.record.streamed_until = time.monotonic()
         await ws.send(RECOG_BREAK if self.job.mode == "pipeline" else EOF_MESSAGE)
 
     async def _read_pipeline(self, ws: ClientConnection) -> None:
@@ -149,7 +153,7 @@ class _Session:
         delay = start - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        began = time.monotonic()
+        began = self.record.started_at = time.monotonic()
         headers: dict[str, str] = {}
         if job.mode == "pipeline":
             headers = {

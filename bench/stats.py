@@ -33,6 +33,21 @@ def distribution(values: Sequence[float]) -> dict[str, Any]:
     }
 
 
+def steady_latencies(records: Sequence[SessionRecord]) -> list[float]:
+    """Samples of frames sent while every session streamed: no handshake under way."""
+    streamed = [r for r in records if r.streamed_until]
+    if not streamed:
+        return []
+    begin = max(r.started_at for r in records) + 0.5
+    end = min(r.streamed_until for r in streamed)
+    return [
+        latency
+        for r in records
+        for sent, latency in zip(r.latency_sent_at, r.latencies_ms, strict=True)
+        if begin <= sent <= end
+    ]
+
+
 def summarise(records: Sequence[SessionRecord]) -> dict[str, Any]:
     latencies = [x for r in records for x in r.latencies_ms]
     failed = [r for r in records if not r.ok]
@@ -43,6 +58,8 @@ def summarise(records: Sequence[SessionRecord]) -> dict[str, Any]:
         "error_kinds": dict(Counter(r.error for r in failed)),
         "frames_sent": frames,
         "latency_ms": distribution(latencies),
+        # The same, only frames sent once every session had started (no handshakes).
+        "steady_latency_ms": distribution(steady_latencies(records)),
         "frames_with_result": round(len(latencies) / frames, 3) if frames else 0.0,
         "handshake_ms": distribution([r.handshake_ms for r in records if r.handshake_ms]),
         "finish_ms": distribution([r.finish_ms for r in records if r.finish_ms is not None]),
