@@ -299,5 +299,9 @@ def run(
                     break
     finally:
         workers.close()
+    if result["steps"]:
+        from bench.report import cpu_table, table
+
+        print("\n" + table(result) + "\n\nCPU per audio frame (µs):\n" + cpu_table(result))
     print(f"max streams held: {result['max_streams_held']}  ({out})", flush=True)
     return out
