@@ -59,6 +59,12 @@ def cpu_table(result: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def merged(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The steps of several runs as one run (sorted by streams), for one plot."""
+    steps = sorted((s for r in results for s in r["steps"]), key=lambda s: int(s["streams"]))
+    return {**results[0], "steps": steps}
+
+
 def plot(result: dict[str, Any], png: Path) -> None:
     import matplotlib
 
@@ -105,7 +111,9 @@ def plot(result: dict[str, Any], png: Path) -> None:
     cpu.legend()
     cpu.grid(alpha=0.3)
     fig.suptitle(
-        f"kikimimi bench {result['started']} (max streams held: {result['max_streams_held']})"
+        f"kikimimi bench from {result['started']}: pipeline vs direct on "
+        f"{cores_total} cores; steps held: "
+        + (", ".join(str(s["streams"]) for s in steps if s["held"]) or "none")
     )
     fig.tight_layout()
     fig.savefig(png, dpi=100)
@@ -113,16 +121,15 @@ def plot(result: dict[str, Any], png: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__)
-    parser.add_argument("result", type=Path)
-    parser.add_argument("--png", type=Path, help="write the plot here")
+    parser.add_argument("results", type=Path, nargs="+", help="one or more runs' JSON")
+    parser.add_argument("--png", type=Path, help="write the plot (of every run's steps) here")
     args = parser.parse_args()
-    result = json.loads(args.result.read_text())
-    print(table(result))
-    print()
-    print(cpu_table(result))
+    results = [json.loads(path.read_text()) for path in args.results]
+    for path, result in zip(args.results, results, strict=True):
+        print(f"{path}:\n\n{table(result)}\n\n{cpu_table(result)}\n")
     if args.png:
-        plot(result, args.png)
-        print(f"\nplot: {args.png}")
+        plot(merged(results), args.png)
+        print(f"plot: {args.png}")
 
 
 if __name__ == "__main__":
