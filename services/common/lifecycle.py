@@ -31,7 +31,18 @@ def stop_requested_event() -> asyncio.Event:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
     return event
+
+
+def dump_tasks() -> None:
+    """SIGUSR1: log every asyncio task with where it waits (for a session that hangs)."""
+    for task in asyncio.all_tasks():
+        frames = [
+            f"  {f.f_code.co_filename}:{f.f_lineno} in {f.f_code.co_name}"
+            for f in task.get_stack(limit=12)
+        ]
+        log.warning("task %s %r\n%s", task.get_name(), task.get_coro(), "\n".join(frames))
 
 
 def install_uvloop() -> None:

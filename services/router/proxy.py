@@ -225,7 +225,8 @@ class ProxySession:
             if passed.HasField("finished"):
                 return
 
-    async def close(self) -> None:
+    def close(self) -> None:
+        """Give the backend's slot back and cancel its call (no waiting: see server.py)."""
         self._release_backend()
         if self.call is not None:
             self.call.cancel()

@@ -43,6 +43,16 @@ from services.router.shadow import ShadowSession, ShadowSettings, settle
 log = logging.getLogger("services.router")
 
 START_TIMEOUT_SECONDS = 10.0
+# How long a cancelled helper task of a session may take to finish: grpc's aio writes do
+# not always give way to cancellation at once, and a session must never hang on one.
+CANCEL_GRACE_SECONDS = 2.0
+
+
+async def settle_cancelled(*tasks: asyncio.Task[Any]) -> None:
+    """Wait (bounded) for cancelled tasks to finish; log the ones that would not."""
+    _, stuck = await asyncio.wait(tasks, timeout=CANCEL_GRACE_SECONDS)
+    for task in stuck:
+        log.warning("task %s did not stop within %g s", task.get_name(), CANCEL_GRACE_SECONDS)
 
 
 class Router(pb_grpc.RecognizerServicer):
@@ -177,15 +187,17 @@ class Router(pb_grpc.RecognizerServicer):
             outcome = "ok" if delivered else "cancelled"
             raise
         finally:
+            # No await before the bookkeeping: grpc may cancel this task again while it
+            # cleans up (the caller hangs up as soon as it has the final result), and a
+            # CancelledError in here would skip the counts below and leak the session.
             if pump is not None:
                 pump.cancel()
-                await asyncio.gather(pump, return_exceptions=True)
             if shadow is not None:
                 self._settle_later(
                     shadow, delivered[0] if delivered else None, language, route_label
                 )
             if proxy is not None:
-                await proxy.close()
+                proxy.close()
                 self.metrics.retries.labels(route_label).inc(proxy.retries)
                 self.metrics.failovers.labels(route_label).inc(proxy.failovers)
                 for address in proxy.used:
@@ -208,6 +220,8 @@ class Router(pb_grpc.RecognizerServicer):
                 shadow=shadow.backend if shadow else None,
                 duration_s=round(time.monotonic() - began, 3),
             )
+            if pump is not None:
+                await settle_cancelled(pump)
 
     # -- shadow traffic --------------------------------------------------------------
     def _maybe_shadow(
@@ -282,7 +296,7 @@ class Router(pb_grpc.RecognizerServicer):
         finally:
             for task in (relaying, expired):
                 task.cancel()
-            await asyncio.gather(relaying, expired, return_exceptions=True)
+            await settle_cancelled(relaying, expired)
         if not relaying.cancelled():  # it ended before the deadline: its error, if any
             return relaying.result()
         raise Draining("the router's drain deadline passed")

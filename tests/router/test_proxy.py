@@ -36,7 +36,7 @@ async def run(proxy: ProxySession, frames: int) -> list[pb.RecognizeResponse]:
     finally:
         pump.cancel()
         await asyncio.gather(pump, return_exceptions=True)
-        await proxy.close()
+        proxy.close()
 
 
 async def test_refusal_at_start_is_retried_on_the_next_backend() -> None:
