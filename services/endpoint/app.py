@@ -205,6 +205,7 @@ class Endpoint:
     async def drain(self) -> None:
         """Refuse new sessions, let sessions finish up to the deadline, then end them (1001)."""
         self.draining = True
+        self.metrics.draining.set(1)
         log.info("draining", extra={"active_sessions": sum(self.active.values())})
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), self.settings.drain_seconds)

@@ -15,6 +15,11 @@ class Metrics:
         self.active = Gauge(
             "kikimimi_endpoint_active_sessions", "Sessions in progress", ["process"], registry=r
         )
+        self.draining = Gauge(
+            "kikimimi_endpoint_draining",
+            "1 from SIGTERM until exit: sessions still active then are running into the deadline",
+            registry=r,
+        )
         self.sessions = Counter(
             "kikimimi_endpoint_sessions_total",
             "Sessions ended after the upgrade, by process, language and outcome",

@@ -109,4 +109,17 @@ class Metrics:
             "Seconds of audio forwarded to engines",
             registry=r,
         )
+        self.draining = Gauge(
+            "kikimimi_intermediate_draining",
+            "1 from SIGTERM until exit: sessions still active then are running into the deadline",
+            registry=r,
+        )
+        self.readiness_changes = Counter(
+            "kikimimi_intermediate_readiness_changes_total",
+            "Times readiness (and gRPC health) changed after start-up, by the new state",
+            ["ready"],
+            registry=r,
+        )
+        for ready in ("true", "false"):
+            self.readiness_changes.labels(ready)
         r.register(PoolCollector(pool))

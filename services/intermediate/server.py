@@ -120,6 +120,8 @@ class Intermediate(pb_grpc.RecognizerServicer):
             if status != self._health_sent:
                 for service in HEALTH_SERVICES:
                     await self.health_servicer.set(service, status)
+                if self._health_sent is not None:  # not the first status after start
+                    self.metrics.readiness_changes.labels(str(ready).lower()).inc()
                 self._health_sent = status
                 log.info(
                     "ready" if ready else f"not ready: {body['reason']}",
@@ -241,6 +243,7 @@ class Intermediate(pb_grpc.RecognizerServicer):
     async def drain(self) -> None:
         """Refuse new sessions, let sessions in flight finish up to the deadline, then end them."""
         self.draining = True
+        self.metrics.draining.set(1)
         self._on_pool_change()
         log.info("draining", extra={"active_sessions": self.active})
         with contextlib.suppress(TimeoutError):

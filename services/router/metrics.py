@@ -23,6 +23,11 @@ class Metrics:
             registry=r,
         )
         self.active = Gauge("kikimimi_router_active_sessions", "Sessions in progress", registry=r)
+        self.draining = Gauge(
+            "kikimimi_router_draining",
+            "1 from SIGTERM until exit: sessions still active then are running into the deadline",
+            registry=r,
+        )
         self.errors = Counter(
             "kikimimi_router_errors_total",
             "Sessions ended with an error, by gRPC code",

@@ -367,6 +367,7 @@ class Router(pb_grpc.RecognizerServicer):
     # -- drain -----------------------------------------------------------------------
     async def drain(self) -> None:
         self.draining = True
+        self.metrics.draining.set(1)
         if self.health_servicer is not None:
             await self.health_servicer.enter_graceful_shutdown()
         log.info("draining", extra={"active_sessions": self.active})

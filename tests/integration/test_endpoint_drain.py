@@ -12,7 +12,7 @@ import pytest
 
 from tests.client import mimi_headers, refusal, stream_session
 from tests.procs import Service
-from tests.stack import Stack, http_json, wait_until
+from tests.stack import Stack, http_json, http_text, wait_until
 
 SECOND = 32000
 OPTIONS = "response_format=v2;temporary=true;temporary_interval=100"
@@ -68,6 +68,8 @@ async def test_sigterm_lets_the_session_finish_and_refuses_new_ones(
     assert (status, body["error"]["code"], body["error"]["retryable"]) == (503, "draining", True)
     assert "retry-after" in headers
     assert http_json(f"http://127.0.0.1:{port}/healthz")[0] == 200  # alive while draining
+    exported = http_text(f"http://127.0.0.1:{port}/metrics")
+    assert "kikimimi_endpoint_draining 1.0" in exported.splitlines()
     result = await asyncio.wait_for(session, 30)
     assert result.close_code == 1000
     assert result.finished

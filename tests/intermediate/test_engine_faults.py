@@ -9,7 +9,13 @@ import time
 import grpc
 
 from tests.intermediate.conftest import audio
-from tests.intermediate.grpc_session import readiness, recognize, wait_readiness
+from tests.intermediate.grpc_session import (
+    metrics,
+    readiness,
+    recognize,
+    sample,
+    wait_readiness,
+)
 from tests.stack import Stack
 
 # The budgets: defaults detect a dead or hung engine within 10 s; the manual check
@@ -103,6 +109,8 @@ async def test_frozen_engine_turns_readiness_503_and_back(stack: Stack) -> None:
         engine.signal(signal.SIGCONT)
     took, _ = await wait_readiness(intermediate, 200, timeout=RECOVER)
     print(f"SIGCONT recovered in {took:.1f} s")
+    changes = metrics(intermediate)
+    assert sample(changes, "kikimimi_intermediate_readiness_changes_total", ready="false") == 1
     outcome = await recognize(intermediate, audio(0.5))
     assert outcome.code == grpc.StatusCode.OK, outcome.details
 
