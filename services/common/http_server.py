@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any
 
 import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -48,3 +53,28 @@ async def serve_http(
     finally:
         server.should_exit = True
         await task
+
+
+def health_app(
+    readiness: Callable[[], tuple[bool, dict[str, Any]]],
+    registry: CollectorRegistry,
+    before_scrape: Callable[[], None] | None = None,
+) -> Starlette:
+    """The internal tiers' HTTP port: /readiness (200 or 503, with a JSON body that says
+    why), /healthz (liveness only) and /metrics (Prometheus)."""
+
+    async def ready(_: Request) -> Response:
+        is_ready, body = readiness()
+        return JSONResponse(body, status_code=200 if is_ready else 503)
+
+    async def alive(_: Request) -> Response:
+        return JSONResponse({"status": "alive"})
+
+    async def metrics(_: Request) -> Response:
+        if before_scrape is not None:
+            before_scrape()
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(
+        routes=[Route("/readiness", ready), Route("/healthz", alive), Route("/metrics", metrics)]
+    )

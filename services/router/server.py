@@ -12,14 +12,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from services.common import grpc_util
-from services.common.http_server import serve_http
+from services.common.http_server import health_app, serve_http
 from services.common.logs import session_id_var, summary
 from services.common.pb import recognizer_pb2 as pb
 from services.common.pb import recognizer_pb2_grpc as pb_grpc
@@ -345,24 +341,7 @@ class Router(pb_grpc.RecognizerServicer):
             self.metrics.backends.labels(*label).set(len(pool.backends) if pool else 0)
 
     def http_app(self) -> Starlette:
-        async def readiness(_: Request) -> Response:
-            ready, body = self.readiness()
-            return JSONResponse(body, status_code=200 if ready else 503)
-
-        async def healthz(_: Request) -> Response:
-            return JSONResponse({"status": "alive"})
-
-        async def metrics(_: Request) -> Response:
-            self.update_gauges()
-            return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-        return Starlette(
-            routes=[
-                Route("/readiness", readiness),
-                Route("/healthz", healthz),
-                Route("/metrics", metrics),
-            ]
-        )
+        return health_app(self.readiness, self.metrics.registry, self.update_gauges)
 
     # -- drain -----------------------------------------------------------------------
     async def drain(self) -> None:
