@@ -10,6 +10,7 @@ import multiprocessing
 import multiprocessing.connection
 import platform
 import resource
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -260,7 +261,7 @@ def run(
     out = out_dir / f"{started.strftime('%Y%m%dT%H%M%SZ')}.json"
     result: dict[str, Any] = {
         "started": started.isoformat(timespec="seconds"),
-        "command": "python -m bench" + (" --quick" if not plan.ramp else ""),
+        "command": " ".join(["python -m bench", *sys.argv[1:]]),
         "machine": {
             "cores": psutil.cpu_count(),
             "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
