@@ -80,30 +80,31 @@ class WebSocketSession:
     # -- client → backend --------------------------------------------------------------
     async def _receive(self) -> None:
         deadline = self.began + self.limits.max_session_seconds
+        too_long = SessionError(
+            CLOSE_POLICY,
+            "session_too_long",
+            f"the session exceeded {self.limits.max_session_seconds:g} s",
+        )
         while True:
-            now = time.monotonic()
-            if now >= deadline:
-                raise SessionError(
-                    CLOSE_POLICY,
-                    "session_too_long",
-                    f"the session exceeded {self.limits.max_session_seconds:g} s",
-                )
-            wait = deadline - now
-            if self.broke_at is None:
-                wait = min(wait, self.limits.idle_timeout)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise too_long
+            # Which limit bounds this wait decides the error: a timer may fire a hair before
+            # the deadline, so comparing the clock afterwards would misname it.
+            idle_bound = self.broke_at is None and self.limits.idle_timeout < remaining
             try:
                 # asyncio.timeout, not wait_for: wait_for (3.11) wraps every frame's
                 # receive in a new Task, a hot path at 10 frames/s per session.
-                async with asyncio.timeout(wait):
+                async with asyncio.timeout(self.limits.idle_timeout if idle_bound else remaining):
                     message = await self.ws.receive()
             except TimeoutError:
-                if self.broke_at is None and time.monotonic() < deadline:
+                if idle_bound:
                     raise SessionError(
                         CLOSE_POLICY,
                         "idle_timeout",
                         f"no frame for {self.limits.idle_timeout:g} s",
                     ) from None
-                continue
+                raise too_long from None
             if message["type"] == "websocket.disconnect":
                 raise ClientGone()
             data = message.get("bytes")
