@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-import psutil  # type: ignore[import-untyped]  # types-psutil is not a dev dependency (yet)
+import psutil
 
 
 @dataclass

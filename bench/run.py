@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil  # type: ignore[import-untyped]  # types-psutil is not a dev dependency (yet)
+import psutil
 
 from bench.load import Job, SessionRecord, worker_main
 from bench.monitor import Monitor, Usage
