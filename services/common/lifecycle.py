@@ -7,6 +7,7 @@ drain means for them. A second signal does not force anything: the drain deadlin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -33,6 +34,28 @@ def stop_requested_event() -> asyncio.Event:
         loop.add_signal_handler(sig, on_signal, sig)
     loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
     return event
+
+
+async def wait_for_sessions(
+    idle: asyncio.Event,
+    deadline: float,
+    expire: Callable[[], None],
+    describe_active: Callable[[], object],
+    grace: float = 2.0,
+) -> None:
+    """The drain's wait (DESIGN.md §5): let sessions in flight end by themselves for up to
+    `deadline` seconds; then `expire()` them (each ends with its retryable error) and give
+    them `grace` seconds to say so. `idle` is set while no session is active."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(deadline):
+            await idle.wait()
+    if idle.is_set():
+        return
+    log.warning("drain deadline passed", extra={"active_sessions": describe_active()})
+    expire()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(grace):
+            await idle.wait()
 
 
 def dump_tasks() -> None:

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.common.http_server import serve_http
+from services.common.lifecycle import wait_for_sessions
 from services.common.logs import session_id_var, summary
 from services.common.tracing import SessionSpan
 from services.endpoint import http_api, logfilters
@@ -207,13 +208,13 @@ class Endpoint:
         self.draining = True
         self.metrics.draining.set(1)
         log.info("draining", extra={"active_sessions": sum(self.active.values())})
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), self.settings.drain_seconds)
-        if not self._idle.is_set():
-            log.warning("drain deadline passed", extra={"active_sessions": dict(self.active)})
-            self.drain_expired.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), 5)
+        await wait_for_sessions(
+            self._idle,
+            self.settings.drain_seconds,
+            expire=self.drain_expired.set,
+            describe_active=lambda: dict(self.active),
+            grace=5,  # a session's error message and close handshake with a slow client
+        )
 
     async def close(self) -> None:
         await self.router.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -14,6 +13,7 @@ from starlette.applications import Starlette
 
 from services.common import grpc_util
 from services.common.http_server import health_app, serve_http
+from services.common.lifecycle import wait_for_sessions
 from services.common.logs import session_id_var, summary
 from services.common.pb import recognizer_pb2 as pb
 from services.common.pb import recognizer_pb2_grpc as pb_grpc
@@ -226,15 +226,12 @@ class Intermediate(pb_grpc.RecognizerServicer):
         self.metrics.draining.set(1)
         self._on_pool_change()
         log.info("draining", extra={"active_sessions": self.active})
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.settings.drain_seconds):
-                await self._idle.wait()
-        if self.active:
-            log.warning("drain deadline passed", extra={"active_sessions": self.active})
-            self.drain_expired.set_result(None)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(2):
-                    await self._idle.wait()
+        await wait_for_sessions(
+            self._idle,
+            self.settings.drain_seconds,
+            expire=lambda: self.drain_expired.set_result(None),
+            describe_active=lambda: self.active,
+        )
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import random
@@ -16,6 +15,7 @@ from starlette.applications import Starlette
 
 from services.common import grpc_util
 from services.common.http_server import health_app, serve_http
+from services.common.lifecycle import wait_for_sessions
 from services.common.logs import session_id_var, summary
 from services.common.pb import recognizer_pb2 as pb
 from services.common.pb import recognizer_pb2_grpc as pb_grpc
@@ -350,13 +350,12 @@ class Router(pb_grpc.RecognizerServicer):
         if self.health_servicer is not None:
             await self.health_servicer.enter_graceful_shutdown()
         log.info("draining", extra={"active_sessions": self.active})
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), self.settings.drain_seconds)
-        if self.active:
-            log.warning("drain deadline passed", extra={"active_sessions": self.active})
-            self.drain_expired.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), 2)
+        await wait_for_sessions(
+            self._idle,
+            self.settings.drain_seconds,
+            expire=self.drain_expired.set,
+            describe_active=lambda: self.active,
+        )
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
