@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test tools lint typecheck proto proto-check unit integration bench bench-quick test-containers clean
+.PHONY: run test tools lint typecheck proto proto-check unit integration bench bench-quick soak test-containers clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench --quick
+
+## soak: the stack under load while faults are injected (not part of test; DURATION=300)
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak --duration $(or $(DURATION),180)
 
 test-containers: $(STAMP)
 	bash .ci/containers.sh
