@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from services.common.audio import PCM_BYTES_PER_SECOND
 from services.endpoint.audio import AudioNormaliser, InvalidAudio
 from services.endpoint.backend import BackendStream
 from services.endpoint.errors import (
@@ -51,8 +52,8 @@ class SessionOutcome:
     close_code: int = CLOSE_NORMAL
     error_code: str = ""
     audio_seconds: float = 0.0
-    first_result_s: float | None = None
-    final_after_break_s: float | None = None
+    first_result_seconds: float | None = None
+    final_after_break_seconds: float | None = None
 
 
 class WebSocketSession:
@@ -159,10 +160,10 @@ class WebSocketSession:
         async for reply in self.backend.results():
             now = time.monotonic()
             for message in self.formatter.feed(reply, (now - self.began) * 1000):
-                if self.result.first_result_s is None:
-                    self.result.first_result_s = now - self.began
+                if self.result.first_result_seconds is None:
+                    self.result.first_result_seconds = now - self.began
                 if message["status"] == FINISHED and self.broke_at is not None:
-                    self.result.final_after_break_s = now - self.broke_at
+                    self.result.final_after_break_seconds = now - self.broke_at
                 await self.ws.send_text(json.dumps(message, ensure_ascii=False))
 
     async def _final_deadline(self) -> None:
@@ -208,7 +209,7 @@ class WebSocketSession:
             await asyncio.gather(*tasks, return_exceptions=True)
             self.backend.cancel()
             await self.normaliser.aclose()
-            self.result.audio_seconds = self.forwarded_bytes / 32000
+            self.result.audio_seconds = self.forwarded_bytes / PCM_BYTES_PER_SECOND
         return self.result
 
     async def _fail(self, error: SessionError) -> None:

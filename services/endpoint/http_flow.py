@@ -4,28 +4,25 @@ body answers one `recog-finished` JSON message (or the refusal / error as JSON).
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
-from services.common.logs import session_id_var, summary
+from services.common.audio import PCM_BYTES_PER_SECOND
+from services.common.logs import session_id_var
+from services.endpoint.admission import Admission
 from services.endpoint.audio import AudioNormaliser, InvalidAudio
 from services.endpoint.backend import BackendStream
+from services.endpoint.config import Settings
 from services.endpoint.errors import Refusal, SessionError, invalid_audio
+from services.endpoint.flow import CLIENT_GONE, SessionFlow
 from services.endpoint.formats import FINISHED, ResultFormatter
 
-if TYPE_CHECKING:
-    from services.endpoint.app import Endpoint
-
-log = logging.getLogger("services.endpoint")
-
+TRANSPORT = "http"
 CHUNK_BYTES = 32768
-# The engine may run slower than real time; the body's own duration is added to this.
-PCM_BYTES_PER_SECOND = 32000
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -43,33 +40,40 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def recognise(endpoint: Endpoint, request: Request) -> Response:
-    session_id = uuid.uuid4().hex
-    session_id_var.set(session_id)
-    headers = {k.lower(): v for k, v in request.headers.items()}
-    query = dict(request.query_params)
-    began = time.monotonic()
-    settings = endpoint.settings
-    try:
-        params = endpoint.check(headers, query)
-    except Refusal as refusal:
-        return endpoint.refused(refusal)
-    with endpoint.admitting(params.process):
+class HttpFlow:
+    def __init__(self, settings: Settings, admission: Admission, flow: SessionFlow) -> None:
+        self.settings = settings
+        self.admission = admission
+        self.flow = flow
+
+    async def __call__(self, request: Request) -> Response:
+        session_id = uuid.uuid4().hex
+        session_id_var.set(session_id)
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        began = time.monotonic()
+        settings = self.settings
         try:
-            body = await read_body(request, settings.max_post_bytes)
-            stream = await endpoint.open(params, headers, session_id)
+            params = self.admission.check(headers, dict(request.query_params))
         except Refusal as refusal:
-            return endpoint.refused(refusal)
-        formatter = ResultFormatter(params.process, params.language, params.options, session_id)
-        normaliser = AudioNormaliser(params.audio)
-        outcome, status, answer = "ok", 200, {}
-        retry_headers: dict[str, str] | None = None
-        with endpoint.accepted(params.process):
+            return self.flow.refused(refusal)
+        with self.admission.counted(params):
             try:
-                answer = await asyncio.wait_for(
-                    _recognise_body(stream, normaliser, formatter, body),
-                    settings.final_timeout + len(body) / PCM_BYTES_PER_SECOND,
-                )
+                body = await read_body(request, settings.max_post_bytes)
+                self.admission.admit(params)
+                stream = await self.flow.open(params, headers, session_id)
+            except Refusal as refusal:
+                return self.flow.refused(refusal)
+            formatter = ResultFormatter(params.process, params.language, params.options, session_id)
+            normaliser = AudioNormaliser(params.audio)
+            outcome, status, answer = "internal_error", 500, {}
+            retry_headers: dict[str, str] | None = None
+            try:
+                with self.flow.accepted(params.process):
+                    answer = await asyncio.wait_for(
+                        _recognise_body(stream, normaliser, formatter, body),
+                        settings.final_timeout + len(body) / PCM_BYTES_PER_SECOND,
+                    )
+                    outcome, status = "ok", 200
             except (SessionError, TimeoutError) as exc:
                 error = exc if isinstance(exc, SessionError) else _backend_timeout()
                 outcome, answer = (
@@ -79,24 +83,21 @@ async def recognise(endpoint: Endpoint, request: Request) -> Response:
                 status = 400 if error.code == "invalid_audio" else 503 if error.retryable else 500
                 if error.retryable:
                     retry_headers = {"Retry-After": str(settings.retry_after_seconds)}
+            except asyncio.CancelledError:
+                outcome = CLIENT_GONE
+                raise
             finally:
-                stream.cancel()
                 await normaliser.aclose()
-    stream.finish(outcome)
-    audio_seconds = normaliser.output_bytes / PCM_BYTES_PER_SECOND
-    endpoint.record(params, outcome, audio_seconds)
-    summary(
-        log,
-        transport="http",
-        mimi_process=params.process,  # `process` is a LogRecord attribute
-        language=params.language,
-        outcome=outcome,
-        status=status,
-        backend=stream.accepted.backend,
-        audio_s=round(audio_seconds, 3),
-        duration_s=round(time.monotonic() - began, 3),
-    )
-    return JSONResponse(answer, status, headers=retry_headers)
+                self.flow.ended(
+                    TRANSPORT,
+                    params,
+                    stream,
+                    began,
+                    outcome,
+                    normaliser.output_bytes / PCM_BYTES_PER_SECOND,
+                    status=status,
+                )
+        return JSONResponse(answer, status, headers=retry_headers)
 
 
 def _backend_timeout() -> SessionError:

@@ -1,0 +1,123 @@
+"""What every transport does with a session: open it on the router, count it while a
+backend holds it, and record how it ended (metrics, trace span, one summary line).
+
+The WebSocket flow (`websocket_flow`) and the HTTP flow (`http_flow`) differ only in how
+audio comes in and results go out; both go through `SessionFlow` for the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from fastapi.responses import JSONResponse
+
+from services.common.logs import summary
+from services.common.tracing import SessionSpan
+from services.endpoint.backend import BackendStream, RouterClient
+from services.endpoint.config import Settings
+from services.endpoint.errors import Refusal
+from services.endpoint.handshake import SessionParams
+from services.endpoint.metrics import Metrics
+
+log = logging.getLogger("services.endpoint")
+
+CLIENT_GONE = "client_gone"
+
+
+class SessionFlow:
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.router = RouterClient(settings.router_address, settings.max_session_seconds + 60)
+
+    def refused(self, refusal: Refusal) -> JSONResponse:
+        """The HTTP answer to a refusal, counted and logged."""
+        self.metrics.refusals.labels(str(refusal.status), refusal.code).inc()
+        log.info(
+            "refused: %s",
+            refusal.message,
+            extra={"status": refusal.status, "code": refusal.code},
+        )
+        return JSONResponse(refusal.body(), refusal.status, headers=refusal.headers)
+
+    async def open(
+        self, params: SessionParams, headers: Mapping[str, str], session_id: str
+    ) -> BackendStream:
+        """Open the session on the router and wait for a backend's `accepted`; raises
+        Refusal. Cancelled (the client left), it cancels the router stream and ends the span."""
+        span = SessionSpan("endpoint", headers.get("traceparent", ""), session_id)
+        span.set(process=params.process, language=params.language)
+        try:
+            stream = await self.router.open(
+                session_id,
+                params,
+                span.traceparent,
+                self.settings.accept_timeout,
+                self.settings.retry_after_seconds,
+            )
+        except Refusal as refusal:
+            span.end(refusal.code)
+            raise
+        except BaseException:
+            span.end(CLIENT_GONE)
+            raise
+        stream.span = span
+        return stream
+
+    @contextlib.contextmanager
+    def accepted(self, process: str) -> Iterator[None]:
+        """The active-sessions gauge, for sessions a backend accepted (bounded labels)."""
+        self.metrics.active.labels(process).inc()
+        try:
+            yield
+        finally:
+            self.metrics.active.labels(process).dec()
+
+    def abandoned(self, transport: str, params: SessionParams, began: float) -> None:
+        """The client left while the backend was being asked (before any `accepted`)."""
+        self.metrics.abandoned_handshakes.inc()
+        # Not in sessions_total: process and language are not validated by a route yet.
+        summary(
+            log,
+            transport=transport,
+            mimi_process=params.process,  # `process` is a LogRecord attribute
+            language=params.language,
+            outcome=CLIENT_GONE,
+            backend="",
+            audio_seconds=0.0,
+            duration_seconds=round(time.monotonic() - began, 3),
+        )
+
+    def ended(
+        self,
+        transport: str,
+        params: SessionParams,
+        stream: BackendStream,
+        began: float,
+        outcome: str,
+        audio_seconds: float,
+        **fields: Any,
+    ) -> None:
+        """An accepted session ended: cancel what is left of the call, record it."""
+        stream.cancel()
+        stream.finish(outcome)
+        self.metrics.sessions.labels(params.process, params.language, outcome).inc()
+        self.metrics.audio_seconds.labels(params.process).inc(audio_seconds)
+        summary(
+            log,
+            transport=transport,
+            mimi_process=params.process,
+            language=params.language,
+            outcome=outcome,
+            backend=stream.accepted.backend,
+            audio_seconds=round(audio_seconds, 3),
+            duration_seconds=round(time.monotonic() - began, 3),
+            **fields,
+        )
+
+    async def close(self) -> None:
+        await self.router.close()
