@@ -61,11 +61,6 @@ def unavailable(code: str, message: str, retry_after: int) -> Refusal:
     return Refusal(503, code, message, retryable=True, headers={"Retry-After": str(retry_after)})
 
 
-def invalid_audio(exc: Exception) -> SessionError:
-    """The client's bytes are not audio of the declared content type."""
-    return SessionError(CLOSE_UNSUPPORTED, "invalid_audio", str(exc))
-
-
 def _logged(status: grpc.StatusCode, details: str) -> None:
     # Backend details name addresses and pods: for the operator's log, never for the client.
     log.warning("backend failure: %s", details, extra={"grpc_status": status.name})

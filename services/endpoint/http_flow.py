@@ -14,14 +14,16 @@ from fastapi.responses import JSONResponse, Response
 from services.common.audio import PCM_BYTES_PER_SECOND
 from services.common.logs import session_id_var
 from services.endpoint.admission import Admission
-from services.endpoint.audio import AudioNormaliser, InvalidAudio
+from services.endpoint.audio import AudioNormaliser, audio_errors
 from services.endpoint.backend import BackendStream
 from services.endpoint.config import Settings
-from services.endpoint.errors import Refusal, SessionError, invalid_audio
+from services.endpoint.errors import Refusal, SessionError
 from services.endpoint.flow import CLIENT_GONE, SessionFlow
 from services.endpoint.formats import FINISHED, ResultFormatter
 
 TRANSPORT = "http"
+# Errors of the client's audio; other errors are 503 when retryable, else 500.
+ERROR_STATUS = {"invalid_audio": 400, "audio_too_long": 413}
 CHUNK_BYTES = 32768
 
 
@@ -64,7 +66,7 @@ class HttpFlow:
             except Refusal as refusal:
                 return self.flow.refused(refusal)
             formatter = ResultFormatter(params.process, params.language, params.options, session_id)
-            normaliser = AudioNormaliser(params.audio)
+            normaliser = AudioNormaliser(params.audio, settings.max_session_seconds)
             outcome, status, answer = "internal_error", 500, {}
             retry_headers: dict[str, str] | None = None
             try:
@@ -80,7 +82,7 @@ class HttpFlow:
                     error.code,
                     formatter.error(error.code, error.message, error.retryable),
                 )
-                status = 400 if error.code == "invalid_audio" else 503 if error.retryable else 500
+                status = ERROR_STATUS.get(error.code, 503 if error.retryable else 500)
                 if error.retryable:
                     retry_headers = {"Retry-After": str(settings.retry_after_seconds)}
             except asyncio.CancelledError:
@@ -111,16 +113,10 @@ async def _recognise_body(
     body: bytes,
 ) -> dict[str, Any]:
     async def send_all() -> None:
-        try:
+        with audio_errors():
             for offset in range(0, len(body), CHUNK_BYTES):
-                pcm = await normaliser.feed(body[offset : offset + CHUNK_BYTES])
-                if pcm:
-                    await stream.send_audio(pcm)
-            tail = await normaliser.finish()
-        except InvalidAudio as exc:
-            raise invalid_audio(exc) from None
-        if tail:
-            await stream.send_audio(tail)
+                await normaliser.feed(body[offset : offset + CHUNK_BYTES], stream.send_audio)
+            await normaliser.finish(stream.send_audio)
         await stream.end()
 
     sender = asyncio.create_task(send_all(), name="post-audio")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from services.common.audio import PCM_BYTES_PER_SECOND
-from services.endpoint.audio import AudioNormaliser, InvalidAudio
+from services.endpoint.audio import AudioNormaliser, audio_errors
 from services.endpoint.backend import BackendStream
 from services.endpoint.errors import (
     CLOSE_GOING_AWAY,
@@ -27,7 +27,6 @@ from services.endpoint.errors import (
     CLOSE_TOO_BIG,
     CLOSE_UNSUPPORTED,
     SessionError,
-    invalid_audio,
 )
 from services.endpoint.formats import FINISHED, ResultFormatter
 
@@ -123,13 +122,12 @@ class WebSocketSession:
                 "frame_too_large",
                 f"a frame of {len(data)} bytes exceeds {self.limits.max_frame_bytes}",
             )
-        try:
-            pcm = await self.normaliser.feed(data)
-        except InvalidAudio as exc:
-            raise invalid_audio(exc) from None
-        if pcm:
-            self.forwarded_bytes += len(pcm)
-            await self.backend.send_audio(pcm)
+        with audio_errors():
+            await self.normaliser.feed(data, self._forward)
+
+    async def _forward(self, pcm: bytes) -> None:
+        self.forwarded_bytes += len(pcm)
+        await self.backend.send_audio(pcm)
 
     async def _text(self, text: str) -> None:
         try:
@@ -146,13 +144,8 @@ class WebSocketSession:
             return  # a repeated recog-break changes nothing
         self.broke_at = time.monotonic()
         self.broke.set()
-        try:
-            tail = await self.normaliser.finish()
-        except InvalidAudio as exc:
-            raise invalid_audio(exc) from None
-        if tail:
-            self.forwarded_bytes += len(tail)
-            await self.backend.send_audio(tail)
+        with audio_errors():
+            await self.normaliser.finish(self._forward)
         await self.backend.end()
 
     # -- backend → client --------------------------------------------------------------

@@ -81,7 +81,7 @@ class WebSocketFlow:
             ws,
             stream,
             ResultFormatter(params.process, params.language, params.options, session_id),
-            AudioNormaliser(params.audio),
+            AudioNormaliser(params.audio, self.limits.max_session_seconds),
             self.limits,
             self.drain_expired,
         )
