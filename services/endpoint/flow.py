@@ -32,7 +32,12 @@ class SessionFlow:
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.router = RouterClient(settings.router_address, settings.max_session_seconds + 60)
+        # The call's deadline outlasts the longest session the endpoint allows (accept,
+        # upload, final result), so the endpoint's own limits always answer first.
+        deadline = (
+            settings.accept_timeout + settings.max_session_seconds + settings.final_timeout + 10
+        )
+        self.router = RouterClient(settings.router_address, deadline)
 
     def refused(self, refusal: Refusal) -> JSONResponse:
         """The HTTP answer to a refusal, counted and logged."""
