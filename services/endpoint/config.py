@@ -51,6 +51,8 @@ class Settings(ServiceSettings):
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
 
     max_sessions_per_process: int = Field(1000, ge=1)
+    # Sessions one token (one JWT subject) may hold at once on this process; with auth on.
+    max_sessions_per_token: int = Field(100, ge=1)
     max_frame_bytes: int = Field(65536, ge=1024)
     idle_timeout: float = Field(30.0, gt=0)
     max_session_seconds: float = Field(900.0, gt=0)

@@ -63,12 +63,13 @@ class HttpFlow:
         headers = {k.lower(): v for k, v in request.headers.items()}
         began = time.monotonic()
         try:
-            params = self.admission.check(headers, dict(request.query_params))
+            applicant = self.admission.check(headers, dict(request.query_params))
         except Refusal as refusal:
             return self.flow.refused(refusal)
-        with self.admission.counted(params):
+        params = applicant.params
+        with self.admission.counted(applicant):
             try:
-                self.admission.admit(params)
+                self.admission.admit(applicant)
                 self._check_declared_length(params, headers)
                 stream = await self.flow.open(params, headers, session_id)
             except Refusal as refusal:

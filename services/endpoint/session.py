@@ -31,6 +31,8 @@ from services.endpoint.errors import (
 from services.endpoint.formats import FINISHED, ResultFormatter
 
 RECOG_BREAK = {"command": "recog-break"}
+# Audio (after normalisation) that counts as activity for the idle timer: 10 ms.
+MIN_ACTIVITY_BYTES = PCM_BYTES_PER_SECOND // 100
 
 
 class ClientGone(Exception):
@@ -85,26 +87,30 @@ class WebSocketSession:
             "session_too_long",
             f"the session exceeded {self.limits.max_session_seconds:g} s",
         )
+        idle = SessionError(
+            CLOSE_POLICY, "idle_timeout", f"no audio for {self.limits.idle_timeout:g} s"
+        )
+        # The idle timer restarts only when MIN_ACTIVITY_BYTES more audio went on since it
+        # last did: empty or tiny frames keep nobody's engine slot.
+        idle_from, active_bytes = self.began, 0
         while True:
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = deadline - now
             if remaining <= 0:
                 raise too_long
+            idle_left = idle_from + self.limits.idle_timeout - now
             # Which limit bounds this wait decides the error: a timer may fire a hair before
             # the deadline, so comparing the clock afterwards would misname it.
-            idle_bound = self.broke_at is None and self.limits.idle_timeout < remaining
+            idle_bound = self.broke_at is None and idle_left < remaining
+            if idle_bound and idle_left <= 0:
+                raise idle
             try:
                 # asyncio.timeout, not wait_for: wait_for (3.11) wraps every frame's
                 # receive in a new Task, a hot path at 10 frames/s per session.
-                async with asyncio.timeout(self.limits.idle_timeout if idle_bound else remaining):
+                async with asyncio.timeout(idle_left if idle_bound else remaining):
                     message = await self.ws.receive()
             except TimeoutError:
-                if idle_bound:
-                    raise SessionError(
-                        CLOSE_POLICY,
-                        "idle_timeout",
-                        f"no frame for {self.limits.idle_timeout:g} s",
-                    ) from None
-                raise too_long from None
+                raise (idle if idle_bound else too_long) from None
             if message["type"] == "websocket.disconnect":
                 raise ClientGone()
             data = message.get("bytes")
@@ -112,6 +118,8 @@ class WebSocketSession:
                 await self._audio(data)
             else:
                 await self._text(message.get("text") or "")
+            if self.forwarded_bytes - active_bytes >= MIN_ACTIVITY_BYTES:
+                idle_from, active_bytes = time.monotonic(), self.forwarded_bytes
 
     async def _audio(self, data: bytes) -> None:
         if self.broke_at is not None:

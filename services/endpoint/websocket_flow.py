@@ -49,13 +49,14 @@ class WebSocketFlow:
         headers = {k.lower(): v for k, v in ws.headers.items()}
         began = time.monotonic()
         try:
-            params = self.admission.check(headers, dict(ws.query_params))
+            applicant = self.admission.check(headers, dict(ws.query_params))
         except Refusal as refusal:
             await self._deny(ws, refusal)
             return
-        with self.admission.counted(params):
+        params = applicant.params
+        with self.admission.counted(applicant):
             try:
-                self.admission.admit(params)
+                self.admission.admit(applicant)
                 stream = await self._open_unless_client_leaves(ws, params, headers, session_id)
             except Refusal as refusal:
                 await self._deny(ws, refusal)

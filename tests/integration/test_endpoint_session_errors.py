@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from tests.client import RECOG_BREAK, SessionResult, exchange, mimi_headers, stream_session
 from tests.stack import Stack
@@ -146,5 +148,45 @@ async def test_client_vanishing_does_not_disturb_others(urls: Urls) -> None:
         await ws.send(audio[:4000])
         ws.transport.abort()
     result = await stream_session(urls.ws, audio, mimi_headers())
+    assert result.close_code == 1000
+    assert result.finished
+
+
+async def test_frames_without_audio_worth_its_name_do_not_keep_a_session(urls: Urls) -> None:
+    """Two bytes every 0.3 s (under 10 ms of audio per idle time) do not reset the idle
+    timer: the session ends idle_timeout at the idle time, not at its length limit."""
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    async with connect(urls.ws, additional_headers=mimi_headers(), open_timeout=10) as ws:
+
+        async def trickle() -> None:
+            while True:
+                await ws.send(b"\0\0")
+                await asyncio.sleep(0.3)
+
+        sender = asyncio.create_task(trickle())
+        messages: list[dict[str, Any]] = []
+        try:
+            async with asyncio.timeout(10):
+                with contextlib.suppress(ConnectionClosed):
+                    async for message in ws:
+                        messages.append(json.loads(message))
+        finally:
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+    assert [m["error"]["code"] for m in messages if m["type"] == "error"] == ["idle_timeout"]
+    assert ws.close_code == 1008
+    assert loop.time() - began < 3.5  # the idle time (1.5 s), well before the 4 s limit
+
+
+async def test_real_audio_in_small_frames_keeps_the_session(urls: Urls) -> None:
+    """10 ms frames sent in real time for longer than the idle time finish normally."""
+    result = await stream_session(
+        urls.ws,
+        os.urandom(SECOND * 2),
+        mimi_headers(),
+        frame_bytes=320,
+        realtime_bytes_per_second=SECOND,
+    )
     assert result.close_code == 1000
     assert result.finished
