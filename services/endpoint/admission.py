@@ -53,6 +53,14 @@ class Admission:
             raise Refusal(403, "origin_not_allowed", f"origin {origin!r} is not allowed")
 
     @contextlib.contextmanager
+    def admitted(self, headers: Mapping[str, str], query: Mapping[str, str]) -> Iterator[Applicant]:
+        """Check a request, count it while the block runs and admit it; raises a Refusal."""
+        applicant = self.check(headers, query)
+        with self.counted(applicant):
+            self.admit(applicant)
+            yield applicant
+
+    @contextlib.contextmanager
     def counted(self, applicant: Applicant) -> Iterator[None]:
         """Count a session (handshake included) against its process's and its token's caps
         while it runs."""

@@ -10,12 +10,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator, Mapping
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi.responses import JSONResponse
+from starlette.requests import HTTPConnection
 
-from services.common.logs import summary
+from services.common.logs import session_id_var, summary
 from services.common.tracing import SessionSpan
 from services.endpoint.backend import BackendStream, RouterClient
 from services.endpoint.config import Settings
@@ -26,6 +29,27 @@ from services.endpoint.metrics import Metrics
 log = logging.getLogger("services.endpoint")
 
 CLIENT_GONE = "client_gone"
+
+
+@dataclass(frozen=True)
+class SessionStart:
+    """A request as it arrives, before admission: its new session id, headers, clock."""
+
+    session_id: str
+    headers: dict[str, str]  # names lower-cased
+    query: dict[str, str]
+    began: float
+
+    @classmethod
+    def of(cls, connection: HTTPConnection) -> SessionStart:
+        session_id = uuid.uuid4().hex
+        session_id_var.set(session_id)  # every log line of the request carries it
+        return cls(
+            session_id,
+            {k.lower(): v for k, v in connection.headers.items()},
+            dict(connection.query_params),
+            time.monotonic(),
+        )
 
 
 class SessionFlow:
@@ -49,16 +73,14 @@ class SessionFlow:
         )
         return JSONResponse(refusal.body(), refusal.status, headers=refusal.headers)
 
-    async def open(
-        self, params: SessionParams, headers: Mapping[str, str], session_id: str
-    ) -> BackendStream:
+    async def open(self, params: SessionParams, start: SessionStart) -> BackendStream:
         """Open the session on the router and wait for a backend's `accepted`; raises
         Refusal. Cancelled (the client left), it cancels the router stream and ends the span."""
-        span = SessionSpan("endpoint", headers.get("traceparent", ""), session_id)
+        span = SessionSpan("endpoint", start.headers.get("traceparent", ""), start.session_id)
         span.set(process=params.process, language=params.language)
         try:
             stream = await self.router.open(
-                session_id,
+                start.session_id,
                 params,
                 span.traceparent,
                 self.settings.accept_timeout,
@@ -82,7 +104,7 @@ class SessionFlow:
         finally:
             self.metrics.active.labels(process).dec()
 
-    def abandoned(self, transport: str, params: SessionParams, began: float) -> None:
+    def abandoned(self, transport: str, params: SessionParams, start: SessionStart) -> None:
         """The client left while the backend was being asked (before any `accepted`)."""
         self.metrics.abandoned_handshakes.inc()
         # Not in sessions_total: process and language are not validated by a route yet.
@@ -94,7 +116,7 @@ class SessionFlow:
             outcome=CLIENT_GONE,
             backend="",
             audio_seconds=0.0,
-            duration_seconds=round(time.monotonic() - began, 3),
+            duration_seconds=round(time.monotonic() - start.began, 3),
         )
 
     def ended(
@@ -102,7 +124,7 @@ class SessionFlow:
         transport: str,
         params: SessionParams,
         stream: BackendStream,
-        began: float,
+        start: SessionStart,
         outcome: str,
         audio_seconds: float,
         **fields: Any,
@@ -120,7 +142,7 @@ class SessionFlow:
             outcome=outcome,
             backend=stream.accepted.backend,
             audio_seconds=round(audio_seconds, 3),
-            duration_seconds=round(time.monotonic() - began, 3),
+            duration_seconds=round(time.monotonic() - start.began, 3),
             **fields,
         )
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
@@ -22,13 +21,12 @@ from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
 from services.common.audio import BYTES_PER_SAMPLE, PCM_BYTES_PER_SECOND
-from services.common.logs import session_id_var
 from services.endpoint.admission import Admission
 from services.endpoint.audio import AudioNormaliser, audio_errors
 from services.endpoint.backend import BackendStream
 from services.endpoint.config import Settings
 from services.endpoint.errors import CLOSE_GOING_AWAY, CLOSE_INTERNAL, Refusal, SessionError
-from services.endpoint.flow import CLIENT_GONE, SessionFlow
+from services.endpoint.flow import CLIENT_GONE, SessionFlow, SessionStart
 from services.endpoint.formats import FINISHED, ResultFormatter
 from services.endpoint.handshake import AudioSpec, SessionParams
 
@@ -58,23 +56,15 @@ class HttpFlow:
         self.flow = flow
 
     async def __call__(self, request: Request) -> Response:
-        session_id = uuid.uuid4().hex
-        session_id_var.set(session_id)
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        began = time.monotonic()
+        start = SessionStart.of(request)
         try:
-            applicant = self.admission.check(headers, dict(request.query_params))
-        except Refusal as refusal:
+            with self.admission.admitted(start.headers, start.query) as applicant:
+                params = applicant.params
+                self._check_declared_length(params, start.headers)
+                stream = await self.flow.open(params, start)
+                return await self._recognise(request, params, stream, start)
+        except Refusal as refusal:  # only before the body is read
             return self.flow.refused(refusal)
-        params = applicant.params
-        with self.admission.counted(applicant):
-            try:
-                self.admission.admit(applicant)
-                self._check_declared_length(params, headers)
-                stream = await self.flow.open(params, headers, session_id)
-            except Refusal as refusal:
-                return self.flow.refused(refusal)
-            return await self._recognise(request, params, stream, session_id, began)
 
     def _check_declared_length(self, params: SessionParams, headers: Mapping[str, str]) -> None:
         declared = headers.get("content-length", "")
@@ -92,11 +82,12 @@ class HttpFlow:
         request: Request,
         params: SessionParams,
         stream: BackendStream,
-        session_id: str,
-        began: float,
+        start: SessionStart,
     ) -> Response:
         settings = self.settings
-        formatter = ResultFormatter(params.process, params.language, params.options, session_id)
+        formatter = ResultFormatter(
+            params.process, params.language, params.options, start.session_id
+        )
         normaliser = AudioNormaliser(params.audio, settings.max_session_seconds)
         outcome, status, answer = "internal_error", 500, {}
         retry_headers: dict[str, str] | None = None
@@ -120,7 +111,7 @@ class HttpFlow:
                 TRANSPORT,
                 params,
                 stream,
-                began,
+                start,
                 outcome,
                 normaliser.output_bytes / PCM_BYTES_PER_SECOND,
                 status=status,

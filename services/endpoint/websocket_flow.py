@@ -10,19 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-import uuid
-from collections.abc import Mapping
 
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from services.common.logs import session_id_var
 from services.endpoint.admission import Admission
 from services.endpoint.audio import AudioNormaliser
 from services.endpoint.backend import BackendStream
 from services.endpoint.errors import Refusal
-from services.endpoint.flow import CLIENT_GONE, SessionFlow
+from services.endpoint.flow import CLIENT_GONE, SessionFlow, SessionStart
 from services.endpoint.formats import ResultFormatter
 from services.endpoint.handshake import SessionParams
 from services.endpoint.session import SessionLimits, SessionOutcome, WebSocketSession
@@ -44,32 +40,23 @@ class WebSocketFlow:
         self.drain_expired = drain_expired
 
     async def __call__(self, ws: WebSocket) -> None:
-        session_id = uuid.uuid4().hex
-        session_id_var.set(session_id)
-        headers = {k.lower(): v for k, v in ws.headers.items()}
-        began = time.monotonic()
+        start = SessionStart.of(ws)
         try:
-            applicant = self.admission.check(headers, dict(ws.query_params))
-        except Refusal as refusal:
-            await self._deny(ws, refusal)
-            return
-        params = applicant.params
-        with self.admission.counted(applicant):
-            try:
-                self.admission.admit(applicant)
-                stream = await self._open_unless_client_leaves(ws, params, headers, session_id)
-            except Refusal as refusal:
-                await self._deny(ws, refusal)
-                return
-            if stream is None:
-                self.flow.abandoned(TRANSPORT, params, began)
-                return
-            result = SessionOutcome(outcome="internal_error")
-            try:
-                with self.flow.accepted(params.process):
-                    result = await self._run(ws, stream, params, session_id)
-            finally:
-                self._record(params, stream, began, result)
+            with self.admission.admitted(start.headers, start.query) as applicant:
+                params = applicant.params
+                stream = await self._open_unless_client_leaves(ws, params, start)
+                if stream is None:
+                    self.flow.abandoned(TRANSPORT, params, start)
+                    return
+                result = SessionOutcome(outcome="internal_error")
+                try:
+                    with self.flow.accepted(params.process):
+                        result = await self._run(ws, stream, params, start.session_id)
+                finally:
+                    self._record(params, stream, start, result)
+        except Refusal as refusal:  # only before the upgrade
+            with contextlib.suppress(OSError):  # the client may be gone already
+                await ws.send_denial_response(self.flow.refused(refusal))
 
     async def _run(
         self, ws: WebSocket, stream: BackendStream, params: SessionParams, session_id: str
@@ -89,10 +76,10 @@ class WebSocketFlow:
         return await session.run()
 
     async def _open_unless_client_leaves(
-        self, ws: WebSocket, params: SessionParams, headers: Mapping[str, str], session_id: str
+        self, ws: WebSocket, params: SessionParams, start: SessionStart
     ) -> BackendStream | None:
         """The accepted stream; None if the client left first (the open is cancelled)."""
-        opening = asyncio.create_task(self.flow.open(params, headers, session_id), name="open")
+        opening = asyncio.create_task(self.flow.open(params, start), name="open")
         leaving = asyncio.create_task(_client_leaves(ws), name="client-leaves")
         try:
             await asyncio.wait((opening, leaving), return_when=asyncio.FIRST_COMPLETED)
@@ -110,13 +97,17 @@ class WebSocketFlow:
         raise opened  # a Refusal, for the caller to answer
 
     def _record(
-        self, params: SessionParams, stream: BackendStream, began: float, result: SessionOutcome
+        self,
+        params: SessionParams,
+        stream: BackendStream,
+        start: SessionStart,
+        result: SessionOutcome,
     ) -> None:
         self.flow.ended(
             TRANSPORT,
             params,
             stream,
-            began,
+            start,
             result.outcome,
             result.audio_seconds,
             close_code=result.close_code,
@@ -128,10 +119,6 @@ class WebSocketFlow:
             metrics.first_result.observe(result.first_result_seconds)
         if result.final_after_break_seconds is not None:
             metrics.final_latency.observe(result.final_after_break_seconds)
-
-    async def _deny(self, ws: WebSocket, refusal: Refusal) -> None:
-        with contextlib.suppress(OSError):  # the client may be gone already
-            await ws.send_denial_response(self.flow.refused(refusal))
 
 
 async def _client_leaves(ws: WebSocket) -> None:
