@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 import pytest
@@ -17,24 +18,23 @@ from services.endpoint.handshake import AudioSpec
 
 async def fed(normaliser: AudioNormaliser, data: bytes) -> bytes:
     """What `feed` hands on for `data`, joined."""
-    out: list[bytes] = []
-
-    async def send(pcm: bytes) -> None:
-        out.append(pcm)
-
-    await normaliser.feed(data, send)
-    return b"".join(out)
+    out = bytearray()
+    await normaliser.feed(data, _appending_to(out))
+    return bytes(out)
 
 
 async def finished(normaliser: AudioNormaliser) -> bytes:
     """What `finish` hands on, joined."""
-    out: list[bytes] = []
+    out = bytearray()
+    await normaliser.finish(_appending_to(out))
+    return bytes(out)
 
+
+def _appending_to(out: bytearray) -> Callable[[bytes], Awaitable[None]]:
     async def send(pcm: bytes) -> None:
-        out.append(pcm)
+        out.extend(pcm)
 
-    await normaliser.finish(send)
-    return b"".join(out)
+    return send
 
 
 def tone(freq: float, rate: int, seconds: float, channels: int) -> np.ndarray:

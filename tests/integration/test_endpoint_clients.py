@@ -25,28 +25,6 @@ EXPECTED = json.loads((FIXTURES / "ja-chotto-osoi-chushoku.expected.json").read_
 SEGMENTS = [s["result"] for s in EXPECTED["nict_v2_determined_segments"]]
 
 
-async def fed(normaliser: AudioNormaliser, data: bytes) -> bytes:
-    """What `feed` hands on for `data`, joined."""
-    out: list[bytes] = []
-
-    async def send(pcm: bytes) -> None:
-        out.append(pcm)
-
-    await normaliser.feed(data, send)
-    return b"".join(out)
-
-
-async def finished(normaliser: AudioNormaliser) -> bytes:
-    """What `finish` hands on, joined."""
-    out: list[bytes] = []
-
-    async def send(pcm: bytes) -> None:
-        out.append(pcm)
-
-    await normaliser.finish(send)
-    return b"".join(out)
-
-
 def echo(pcm: bytes) -> str:
     """What engine_stub says for exactly this audio (docs/engine_stub.md, byte mode)."""
     return f"bytes={len(pcm)} sha256={hashlib.sha256(pcm).hexdigest()[:16]}"
@@ -142,10 +120,18 @@ def tone(freq: float, rate: int, seconds: float, channels: int) -> bytes:
 async def normalised(spec: AudioSpec, frames: list[bytes]) -> bytes:
     """What the endpoint forwards for these frames (WebSocket keeps frame boundaries)."""
     normaliser = AudioNormaliser(spec)
-    out = b"".join([await fed(normaliser, frame) for frame in frames])
-    out += await finished(normaliser)
-    await normaliser.aclose()
-    return out
+    out = bytearray()
+
+    async def send(pcm: bytes) -> None:
+        out.extend(pcm)
+
+    try:
+        for frame in frames:
+            await normaliser.feed(frame, send)
+        await normaliser.finish(send)
+    finally:
+        await normaliser.aclose()
+    return bytes(out)
 
 
 async def test_44k_stereo_reaches_the_engine_as_16k_mono(target: Target) -> None:
