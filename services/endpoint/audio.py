@@ -237,9 +237,9 @@ class AudioNormaliser:
         return self._pcm
 
     async def _out(self, pcm: bytes, send: Send) -> None:
-        if pcm:
-            self.output_bytes += len(pcm)
-            await send(pcm)
+        self.output_bytes += len(pcm)
+        for offset in range(0, len(pcm), CHUNK_BYTES):  # one message to the backend each
+            await send(pcm[offset : offset + CHUNK_BYTES])
 
     async def _decoded(self, data: bytes, send: Send) -> None:
         resampler = self._resampler()
