@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+import numpy as np
 import pytest
+import soundfile as sf
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -190,3 +194,33 @@ async def test_real_audio_in_small_frames_keeps_the_session(urls: Urls) -> None:
     )
     assert result.close_code == 1000
     assert result.finished
+
+
+def silence_flac(seconds: float) -> bytes:
+    """Digital silence at 48 kHz stereo as FLAC: a few bytes per second of audio."""
+    buffer = io.BytesIO()
+    samples = np.zeros((int(48000 * seconds), 2), np.int16)
+    sf.write(buffer, samples, 48000, format="FLAC", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+FLAC_48K_STEREO = "audio/x-flac;bit=16;rate=48000;channels=2"
+
+
+async def test_flac_decoding_past_the_session_length_closes_1008(urls: Urls) -> None:
+    """One small frame of FLAC that decodes to more audio than a session may last (4 s
+    here) gets error audio_too_long, then 1008 (a decompression bomb, scaled down)."""
+    bomb = silence_flac(10)
+    assert len(bomb) < 4096
+    headers = mimi_headers(content_type=FLAC_48K_STEREO)
+    result = await exchange(urls.ws, [bomb, RECOG_BREAK], headers)
+    single_error(result, "audio_too_long", 1008)
+
+
+async def test_post_of_flac_decoding_past_the_session_length_is_413(urls: Urls) -> None:
+    http = urls.ws.replace("ws://", "http://")
+    headers = mimi_headers(content_type=FLAC_48K_STEREO)
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.post(http, headers=headers, content=silence_flac(10))
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "audio_too_long"
