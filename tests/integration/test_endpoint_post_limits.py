@@ -12,10 +12,11 @@ import contextlib
 import json
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 from websockets.asyncio.client import connect
 
@@ -154,3 +155,21 @@ async def test_drain_ends_a_post_in_flight_at_the_deadline(stack: tuple[Stack, S
     assert "retry-after" in answer.headers
     exit_code = await asyncio.wait_for(asyncio.to_thread(endpoint.proc.wait), 15)
     assert exit_code == 0
+
+
+async def test_a_chunked_body_longer_than_a_session_is_413_as_it_arrives(
+    stack: tuple[Stack, Service],
+) -> None:
+    """Without Content-Length the same bound applies once the audio passes it."""
+    endpoint = stack[0].endpoint(stack[1], max_session_seconds=2)
+
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(30):  # 3 s of audio in 0.1 s parts
+            yield b"\0" * 3200
+
+    url = f"http://127.0.0.1:{endpoint.ports['http']}/"
+    async with httpx.AsyncClient(timeout=ANSWER_WITHIN) as client:
+        response = await client.post(url, headers=mimi_headers(), content=body())
+    assert "content-length" not in response.request.headers  # sent chunked
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "audio_too_long"
