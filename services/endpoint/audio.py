@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pyflac
 
-from services.common.audio import SAMPLE_RATE, PcmResampler
+from services.common.audio import PCM_BYTES_PER_SECOND, SAMPLE_RATE, PcmResampler
 from services.endpoint.errors import CLOSE_POLICY, CLOSE_UNSUPPORTED, SessionError
 from services.endpoint.handshake import MAX_CHANNELS, MAX_RATE, MIN_RATE, AudioSpec
 
@@ -40,6 +40,8 @@ CHUNK_BYTES = 64 * 1024
 # Input after which a stream that has produced no audio at all is not FLAC.
 FLAC_SYNC_LIMIT_BYTES = 256 * 1024
 FLAC_WAIT_SECONDS = 10.0
+# Audio (after normalisation) that counts as activity for the idle timer: 10 ms.
+MIN_ACTIVITY_BYTES = PCM_BYTES_PER_SECOND // 100
 # Audio one session may decode to, unless told otherwise (ENDPOINT_MAX_SESSION_SECONDS).
 DEFAULT_MAX_SECONDS = 900.0
 

@@ -22,7 +22,7 @@ from starlette.requests import ClientDisconnect
 
 from services.common.audio import BYTES_PER_SAMPLE, PCM_BYTES_PER_SECOND
 from services.endpoint.admission import Admission
-from services.endpoint.audio import AudioNormaliser, audio_errors
+from services.endpoint.audio import MIN_ACTIVITY_BYTES, AudioNormaliser, audio_errors
 from services.endpoint.backend import BackendStream
 from services.endpoint.config import Settings
 from services.endpoint.errors import CLOSE_GOING_AWAY, CLOSE_INTERNAL, Refusal, SessionError
@@ -128,7 +128,7 @@ class HttpFlow:
     ) -> dict[str, Any]:
         """The body to the backend and the final result back, side by side; the first
         failure of either (or the drain deadline) ends both."""
-        body = self._body(request, spec)
+        body = self._body(request, spec, normaliser)
         sender = asyncio.create_task(_send_body(body, stream, normaliser), name="post-audio")
         reader = asyncio.create_task(_final(stream, formatter), name="post-results")
         tasks = {
@@ -150,24 +150,33 @@ class HttpFlow:
             await asyncio.gather(*tasks, return_exceptions=True)
             await body.aclose()
 
-    async def _body(self, request: Request, spec: AudioSpec) -> AsyncGenerator[bytes, None]:
-        """The body's chunks as they arrive, within the size, duration and time limits."""
+    async def _body(
+        self, request: Request, spec: AudioSpec, normaliser: AudioNormaliser
+    ) -> AsyncGenerator[bytes, None]:
+        """The body's chunks as they arrive, within the size, duration and time limits.
+        Idle is measured as in a WebSocket session: only audio restarts the timer."""
         settings = self.settings
-        deadline = time.monotonic() + settings.max_session_seconds
+        now = time.monotonic()
+        deadline = now + settings.max_session_seconds
+        idle_from, active_bytes = now, 0
         chunks = request.stream()
         size = 0
         while True:
-            remaining = deadline - time.monotonic()
-            idle_bound = settings.idle_timeout < remaining
+            if normaliser.output_bytes - active_bytes >= MIN_ACTIVITY_BYTES:
+                idle_from, active_bytes = time.monotonic(), normaliser.output_bytes
+            now = time.monotonic()
+            remaining = deadline - now
+            idle_left = idle_from + settings.idle_timeout - now
+            idle_bound = idle_left < remaining
             try:
-                async with asyncio.timeout(settings.idle_timeout if idle_bound else remaining):
+                async with asyncio.timeout(idle_left if idle_bound else remaining):
                     chunk = await anext(chunks, None)
             except TimeoutError:
                 if idle_bound:
                     raise SessionError(
                         CLOSE_INTERNAL,
                         "idle_timeout",
-                        f"no body bytes for {settings.idle_timeout:g} s",
+                        f"no audio for {settings.idle_timeout:g} s",
                     ) from None
                 raise SessionError(
                     CLOSE_INTERNAL,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from services.common.audio import PCM_BYTES_PER_SECOND
-from services.endpoint.audio import AudioNormaliser, audio_errors
+from services.endpoint.audio import MIN_ACTIVITY_BYTES, AudioNormaliser, audio_errors
 from services.endpoint.backend import BackendStream
 from services.endpoint.errors import (
     CLOSE_GOING_AWAY,
@@ -31,8 +31,6 @@ from services.endpoint.errors import (
 from services.endpoint.formats import FINISHED, ResultFormatter
 
 RECOG_BREAK = {"command": "recog-break"}
-# Audio (after normalisation) that counts as activity for the idle timer: 10 ms.
-MIN_ACTIVITY_BYTES = PCM_BYTES_PER_SECOND // 100
 
 
 class ClientGone(Exception):

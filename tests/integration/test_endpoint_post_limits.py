@@ -173,3 +173,24 @@ async def test_a_chunked_body_longer_than_a_session_is_413_as_it_arrives(
     assert "content-length" not in response.request.headers  # sent chunked
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "audio_too_long"
+
+
+async def test_a_trickled_upload_counts_as_idle(stack: tuple[Stack, Service]) -> None:
+    """Two bytes every 0.2 s are not audio worth its name: 408 idle_timeout at the idle time."""
+    endpoint = stack[0].endpoint(stack[1], idle_timeout=1)
+    post = await RawPost(endpoint.ports["http"], 2 * SECOND, mimi_headers()).start()
+
+    async def trickle() -> None:
+        with contextlib.suppress(OSError):  # the server answers and closes
+            while True:
+                await post.send(b"\0\0")
+                await asyncio.sleep(0.2)
+
+    sender = asyncio.create_task(trickle())
+    try:
+        answer = await post.answer(within=5)
+    finally:
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+    assert answer.status == 408
+    assert answer.body["error"]["code"] == "idle_timeout"
