@@ -5,7 +5,7 @@ The request is admitted before its body is read (parameters, token, the session 
 drain), a declared body that is too large or holds more audio than a session may is
 refused up front (413), and the body is streamed on to the backend as it arrives — never
 held whole. Time is bounded like a WebSocket session's: `ENDPOINT_IDLE_TIMEOUT` without
-body bytes and `ENDPOINT_MAX_SESSION_SECONDS` of upload are 408, `ENDPOINT_FINAL_TIMEOUT`
+audio and `ENDPOINT_MAX_SESSION_SECONDS` of upload are 408, `ENDPOINT_FINAL_TIMEOUT`
 after the body is 503; the drain deadline ends it with 503 `draining`.
 """
 
