@@ -70,20 +70,24 @@ class Authenticator:
         if self.mode == "jwt" and settings.jwt_key_file is not None:
             self.jwt_key = settings.jwt_key_file.read_text()
 
-    def check(self, token: str, process: str) -> None:
-        """Return if `token` may use `process`; raise a 401 or 403 Refusal otherwise."""
+    def check(self, token: str, process: str) -> str:
+        """The subject of `token` if it may use `process`; raise a 401 or 403 Refusal
+        otherwise. The subject is whom per-token limits count: the JWT's `sub` (or the
+        token's digest when it has none), the digest for the token file; "" with auth off."""
         if self.mode == "off":
-            return
+            return ""
         if not token:
             raise _unauthorized(
                 "an access token is required (Authorization: Bearer, or ?access-token=)",
                 "invalid_request",
             )
-        scopes = (
-            self._scopes_of_token(token) if self.mode == "tokens" else self._scopes_of_jwt(token)
-        )
+        if self.mode == "tokens":
+            scopes, subject = self._scopes_of_token(token), "token:" + token_digest(token)
+        else:
+            scopes, subject = self._scopes_of_jwt(token)
         if ANY_SCOPE not in scopes and process not in scopes:
             raise _forbidden(process)
+        return subject
 
     def _scopes_of_token(self, token: str) -> frozenset[str]:
         digest = token_digest(token)
@@ -96,7 +100,7 @@ class Authenticator:
             raise _unauthorized("the access token is not valid")
         return found
 
-    def _scopes_of_jwt(self, token: str) -> frozenset[str]:
+    def _scopes_of_jwt(self, token: str) -> tuple[frozenset[str], str]:
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -115,4 +119,6 @@ class Authenticator:
             scopes.update(claims["scope"].split())
         if isinstance(claims.get("scopes"), list):
             scopes.update(str(s) for s in claims["scopes"])
-        return frozenset(scopes)
+        sub = claims.get("sub")
+        subject = f"sub:{sub}" if isinstance(sub, str) and sub else "jwt:" + token_digest(token)
+        return frozenset(scopes), subject

@@ -113,7 +113,8 @@ class RouterClient:
         )
         try:
             await call.write(pb.RecognizeRequest(start=start))
-            reply = await asyncio.wait_for(call.read(), accept_timeout)
+            async with asyncio.timeout(accept_timeout):
+                reply = await call.read()
         except TimeoutError:
             call.cancel()
             raise refusal_from_grpc(
@@ -123,6 +124,9 @@ class RouterClient:
             raise refusal_from_grpc(
                 exc.code(), exc.details() or "", exc.trailing_metadata(), retry_after
             ) from None
+        except BaseException:
+            call.cancel()  # cancelled (the client left): the backend must free its slot now
+            raise
         if reply is grpc_util.EOF or not isinstance(reply, pb.RecognizeResponse):
             code = await call.code()
             raise refusal_from_grpc(

@@ -17,6 +17,16 @@ def _split(value: object) -> object:
     return value
 
 
+def _require_content(path: Path, variable: str) -> None:
+    """A key file that is missing or blank stops start-up (not a 500 on every request)."""
+    try:
+        content = path.read_text()
+    except OSError as exc:
+        raise ValueError(f"{variable}={path} cannot be read: {exc.strerror}") from None
+    if not content.strip():
+        raise ValueError(f"{variable}={path} is empty")
+
+
 class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="ENDPOINT_", extra="ignore", frozen=True)
 
@@ -41,6 +51,8 @@ class Settings(ServiceSettings):
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"])
 
     max_sessions_per_process: int = Field(1000, ge=1)
+    # Sessions one token (one JWT subject) may hold at once on this process; with auth on.
+    max_sessions_per_token: int = Field(100, ge=1)
     max_frame_bytes: int = Field(65536, ge=1024)
     idle_timeout: float = Field(30.0, gt=0)
     max_session_seconds: float = Field(900.0, gt=0)
@@ -64,4 +76,6 @@ class Settings(ServiceSettings):
             raise ValueError("ENDPOINT_AUTH=tokens needs ENDPOINT_TOKEN_FILE")
         if self.auth == "jwt" and self.jwt_key_file is None:
             raise ValueError("ENDPOINT_AUTH=jwt needs ENDPOINT_JWT_KEY_FILE")
+        if self.auth == "jwt" and self.jwt_key_file is not None:
+            _require_content(self.jwt_key_file, "ENDPOINT_JWT_KEY_FILE")
         return self

@@ -1,11 +1,14 @@
 """The endpoint's error model: refusals before the upgrade, errors after it.
 
 Every failure a client can see is one of these two, and this module is the one place
-where backend (gRPC) errors become HTTP statuses and WebSocket close codes.
+where backend (gRPC) errors become HTTP statuses and WebSocket close codes. A client gets
+the documented code and a generic message; the backend's details (which may name pod
+addresses) go to the log.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,10 +16,12 @@ import grpc
 
 from services.common import grpc_util
 
+log = logging.getLogger("services.endpoint")
+
 
 @dataclass
 class Refusal(Exception):
-    """An HTTP answer instead of the WebSocket upgrade (DESIGN.md §2)."""
+    """An HTTP answer instead of the WebSocket upgrade (docs/architecture.md, "Public protocol")."""
 
     status: int
     code: str
@@ -56,9 +61,9 @@ def unavailable(code: str, message: str, retry_after: int) -> Refusal:
     return Refusal(503, code, message, retryable=True, headers={"Retry-After": str(retry_after)})
 
 
-def invalid_audio(exc: Exception) -> SessionError:
-    """The client's bytes are not audio of the declared content type."""
-    return SessionError(CLOSE_UNSUPPORTED, "invalid_audio", str(exc))
+def _logged(status: grpc.StatusCode, details: str) -> None:
+    # Backend details name addresses and pods: for the operator's log, never for the client.
+    log.warning("backend failure: %s", details, extra={"grpc_status": status.name})
 
 
 def refusal_from_grpc(
@@ -66,30 +71,29 @@ def refusal_from_grpc(
 ) -> Refusal:
     """What the client hears when the backend did not accept the session."""
     if status == grpc.StatusCode.NOT_FOUND:
+        # The router's own words about the request (the supported languages or processes).
         languages = grpc_util.metadata_value(trailing, grpc_util.SUPPORTED_LANGUAGES_KEY)
         code = "unsupported_language" if languages else "unsupported_process"
         return bad_request(code, details)
     if status == grpc.StatusCode.INVALID_ARGUMENT:
         return bad_request("invalid_parameter", details)
+    _logged(status, details)
     if status == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        return unavailable("no_capacity", f"every backend is busy: {details}", retry_after)
+        return unavailable("no_capacity", "every recogniser for the route is busy", retry_after)
     if status == grpc.StatusCode.UNAVAILABLE:
         return unavailable(
-            "backend_unavailable", f"no backend can take the session now: {details}", retry_after
+            "backend_unavailable", "no recogniser can take the session now", retry_after
         )
     if status == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return unavailable(
-            "backend_timeout", f"no backend accepted in time: {details}", retry_after
-        )
-    return Refusal(500, "internal_error", f"the backend failed: {details}")
+        return unavailable("backend_timeout", "no recogniser accepted in time", retry_after)
+    return Refusal(500, "internal_error", "the backend failed")
 
 
 def session_error_from_grpc(status: grpc.StatusCode, details: str) -> SessionError:
     """What the client hears when the backend fails after the upgrade."""
+    _logged(status, details)
     if status == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        return SessionError(CLOSE_TRY_AGAIN, "overloaded", details, retryable=True)
+        return SessionError(CLOSE_TRY_AGAIN, "overloaded", "the backend is overloaded", True)
     if status in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-        return SessionError(
-            CLOSE_INTERNAL, "backend_unavailable", f"recognition failed: {details}", True
-        )
-    return SessionError(CLOSE_INTERNAL, "internal_error", f"recognition failed: {details}")
+        return SessionError(CLOSE_INTERNAL, "backend_unavailable", "recognition failed", True)
+    return SessionError(CLOSE_INTERNAL, "internal_error", "recognition failed")

@@ -17,6 +17,7 @@ from services.endpoint.errors import Refusal, bad_request
 KNOWN_PROCESSES = ("asr", "nict-asr")
 MIN_RATE, MAX_RATE = 8000, 48000
 MAX_CHANNELS = 2
+TOKEN_QUERY_PARAMETER = "access-token"
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ def parse_token(headers: Mapping[str, str], query: Mapping[str, str]) -> str:
             "the Authorization header must be 'Bearer <token>'",
             headers={"WWW-Authenticate": 'Bearer error="invalid_request"'},
         )
-    return query.get("access-token", "").strip()
+    return query.get(TOKEN_QUERY_PARAMETER, "").strip()
 
 
 def parse_handshake(headers: Mapping[str, str], query: Mapping[str, str]) -> SessionParams:

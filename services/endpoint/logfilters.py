@@ -2,20 +2,34 @@
 
 uvicorn logs each WebSocket request as `"WebSocket /?…" <status>` with the query string, and
 browsers send their token there (`access-token=`): the value is redacted before any handler
-sees the record.
+sees the record. Names are compared the way Starlette reads them (percent- and `+`-decoded,
+`&`-separated), so `access%2Dtoken=` is redacted too; the comparison ignores case.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from urllib.parse import unquote_plus
 
-_TOKEN_IN_QUERY = re.compile(r"(access-token=)[^&\s\"']*", re.IGNORECASE)
+from services.endpoint.handshake import TOKEN_QUERY_PARAMETER
+
+_QUERY = re.compile(r"\?([^\s\"']*)")
 REDACTED = "[redacted]"
 
 
+def _redact_query(match: re.Match[str]) -> str:
+    pairs = []
+    for pair in match.group(1).split("&"):
+        name, sep, _ = pair.partition("=")
+        if sep and unquote_plus(name).strip().lower() == TOKEN_QUERY_PARAMETER:
+            pair = f"{name}={REDACTED}"
+        pairs.append(pair)
+    return "?" + "&".join(pairs)
+
+
 def redact(text: str) -> str:
-    return _TOKEN_IN_QUERY.sub(r"\g<1>" + REDACTED, text)
+    return _QUERY.sub(_redact_query, text) if "?" in text else text
 
 
 class RedactTokens(logging.Filter):

@@ -32,6 +32,11 @@ class Metrics:
             ["status", "code"],
             registry=r,
         )
+        self.abandoned_handshakes = Counter(
+            "kikimimi_endpoint_abandoned_handshakes_total",
+            "Clients that left while the backend was being asked, before the upgrade",
+            registry=r,
+        )
         self.first_result = Histogram(
             "kikimimi_endpoint_first_result_seconds",
             "Time from the upgrade to the first result message",

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from services.endpoint.audio import AudioNormaliser, InvalidAudio
+from services.common.audio import PCM_BYTES_PER_SECOND
+from services.endpoint.audio import MIN_ACTIVITY_BYTES, AudioNormaliser, audio_errors
 from services.endpoint.backend import BackendStream
 from services.endpoint.errors import (
     CLOSE_GOING_AWAY,
@@ -26,7 +27,6 @@ from services.endpoint.errors import (
     CLOSE_TOO_BIG,
     CLOSE_UNSUPPORTED,
     SessionError,
-    invalid_audio,
 )
 from services.endpoint.formats import FINISHED, ResultFormatter
 
@@ -51,8 +51,8 @@ class SessionOutcome:
     close_code: int = CLOSE_NORMAL
     error_code: str = ""
     audio_seconds: float = 0.0
-    first_result_s: float | None = None
-    final_after_break_s: float | None = None
+    first_result_seconds: float | None = None
+    final_after_break_seconds: float | None = None
 
 
 class WebSocketSession:
@@ -85,26 +85,30 @@ class WebSocketSession:
             "session_too_long",
             f"the session exceeded {self.limits.max_session_seconds:g} s",
         )
+        idle = SessionError(
+            CLOSE_POLICY, "idle_timeout", f"no audio for {self.limits.idle_timeout:g} s"
+        )
+        # The idle timer restarts only when MIN_ACTIVITY_BYTES more audio went on since it
+        # last did: empty or tiny frames keep nobody's engine slot.
+        idle_from, active_bytes = self.began, 0
         while True:
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = deadline - now
             if remaining <= 0:
                 raise too_long
+            idle_left = idle_from + self.limits.idle_timeout - now
             # Which limit bounds this wait decides the error: a timer may fire a hair before
             # the deadline, so comparing the clock afterwards would misname it.
-            idle_bound = self.broke_at is None and self.limits.idle_timeout < remaining
+            idle_bound = self.broke_at is None and idle_left < remaining
+            if idle_bound and idle_left <= 0:
+                raise idle
             try:
                 # asyncio.timeout, not wait_for: wait_for (3.11) wraps every frame's
                 # receive in a new Task, a hot path at 10 frames/s per session.
-                async with asyncio.timeout(self.limits.idle_timeout if idle_bound else remaining):
+                async with asyncio.timeout(idle_left if idle_bound else remaining):
                     message = await self.ws.receive()
             except TimeoutError:
-                if idle_bound:
-                    raise SessionError(
-                        CLOSE_POLICY,
-                        "idle_timeout",
-                        f"no frame for {self.limits.idle_timeout:g} s",
-                    ) from None
-                raise too_long from None
+                raise (idle if idle_bound else too_long) from None
             if message["type"] == "websocket.disconnect":
                 raise ClientGone()
             data = message.get("bytes")
@@ -112,6 +116,8 @@ class WebSocketSession:
                 await self._audio(data)
             else:
                 await self._text(message.get("text") or "")
+            if self.forwarded_bytes - active_bytes >= MIN_ACTIVITY_BYTES:
+                idle_from, active_bytes = time.monotonic(), self.forwarded_bytes
 
     async def _audio(self, data: bytes) -> None:
         if self.broke_at is not None:
@@ -122,13 +128,12 @@ class WebSocketSession:
                 "frame_too_large",
                 f"a frame of {len(data)} bytes exceeds {self.limits.max_frame_bytes}",
             )
-        try:
-            pcm = await self.normaliser.feed(data)
-        except InvalidAudio as exc:
-            raise invalid_audio(exc) from None
-        if pcm:
-            self.forwarded_bytes += len(pcm)
-            await self.backend.send_audio(pcm)
+        with audio_errors():
+            await self.normaliser.feed(data, self._forward)
+
+    async def _forward(self, pcm: bytes) -> None:
+        self.forwarded_bytes += len(pcm)
+        await self.backend.send_audio(pcm)
 
     async def _text(self, text: str) -> None:
         try:
@@ -145,13 +150,8 @@ class WebSocketSession:
             return  # a repeated recog-break changes nothing
         self.broke_at = time.monotonic()
         self.broke.set()
-        try:
-            tail = await self.normaliser.finish()
-        except InvalidAudio as exc:
-            raise invalid_audio(exc) from None
-        if tail:
-            self.forwarded_bytes += len(tail)
-            await self.backend.send_audio(tail)
+        with audio_errors():
+            await self.normaliser.finish(self._forward)
         await self.backend.end()
 
     # -- backend → client --------------------------------------------------------------
@@ -159,10 +159,10 @@ class WebSocketSession:
         async for reply in self.backend.results():
             now = time.monotonic()
             for message in self.formatter.feed(reply, (now - self.began) * 1000):
-                if self.result.first_result_s is None:
-                    self.result.first_result_s = now - self.began
+                if self.result.first_result_seconds is None:
+                    self.result.first_result_seconds = now - self.began
                 if message["status"] == FINISHED and self.broke_at is not None:
-                    self.result.final_after_break_s = now - self.broke_at
+                    self.result.final_after_break_seconds = now - self.broke_at
                 await self.ws.send_text(json.dumps(message, ensure_ascii=False))
 
     async def _final_deadline(self) -> None:
@@ -208,7 +208,7 @@ class WebSocketSession:
             await asyncio.gather(*tasks, return_exceptions=True)
             self.backend.cancel()
             await self.normaliser.aclose()
-            self.result.audio_seconds = self.forwarded_bytes / 32000
+            self.result.audio_seconds = self.forwarded_bytes / PCM_BYTES_PER_SECOND
         return self.result
 
     async def _fail(self, error: SessionError) -> None:

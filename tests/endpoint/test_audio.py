@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 import pytest
@@ -13,6 +14,27 @@ from hypothesis import strategies as st
 
 from services.endpoint.audio import AudioNormaliser, InvalidAudio
 from services.endpoint.handshake import AudioSpec
+
+
+async def fed(normaliser: AudioNormaliser, data: bytes) -> bytes:
+    """What `feed` hands on for `data`, joined."""
+    out = bytearray()
+    await normaliser.feed(data, _appending_to(out))
+    return bytes(out)
+
+
+async def finished(normaliser: AudioNormaliser) -> bytes:
+    """What `finish` hands on, joined."""
+    out = bytearray()
+    await normaliser.finish(_appending_to(out))
+    return bytes(out)
+
+
+def _appending_to(out: bytearray) -> Callable[[bytes], Awaitable[None]]:
+    async def send(pcm: bytes) -> None:
+        out.extend(pcm)
+
+    return send
 
 
 def tone(freq: float, rate: int, seconds: float, channels: int) -> np.ndarray:
@@ -38,8 +60,8 @@ async def normalise(spec: AudioSpec, data: bytes, frame: int) -> bytes:
     try:
         out = b""
         for offset in range(0, len(data), frame):
-            out += await normaliser.feed(data[offset : offset + frame])
-        return out + await normaliser.finish()
+            out += await fed(normaliser, data[offset : offset + frame])
+        return out + await finished(normaliser)
     finally:
         await normaliser.aclose()
 
@@ -60,10 +82,10 @@ async def test_16k_mono_passes_through_byte_for_byte() -> None:
     """16 kHz mono PCM is forwarded unchanged, an odd byte carried to the next frame."""
     audio = np.random.default_rng(3).bytes(32001 * 2)
     normaliser = AudioNormaliser(AudioSpec())
-    first = await normaliser.feed(audio[:1001])
+    first = await fed(normaliser, audio[:1001])
     assert len(first) == 1000
-    rest = await normaliser.feed(audio[1001:])
-    assert first + rest + await normaliser.finish() == audio
+    rest = await fed(normaliser, audio[1001:])
+    assert first + rest + await finished(normaliser) == audio
 
 
 async def test_stereo_sample_split_across_frames_is_not_lost() -> None:
@@ -72,7 +94,7 @@ async def test_stereo_sample_split_across_frames_is_not_lost() -> None:
     right = np.array([3000, 4000, 5000], dtype="<i2")
     data = np.column_stack([left, right]).astype("<i2").tobytes()
     normaliser = AudioNormaliser(AudioSpec("pcm", 16000, 2))
-    out = b"".join([await normaliser.feed(data[i : i + 3]) for i in range(0, len(data), 3)])
+    out = b"".join([await fed(normaliser, data[i : i + 3]) for i in range(0, len(data), 3)])
     assert np.frombuffer(out, dtype="<i2").tolist() == [2000, 3000, 4000]
 
 
@@ -107,7 +129,7 @@ async def test_flac_decoder_threads_end_when_sessions_end() -> None:
     data = flac(tone(440, 16000, 0.5, 1), 16000)
     for _ in range(50):
         normaliser = AudioNormaliser(AudioSpec("flac"))
-        await normaliser.feed(data[:1000])
+        await fed(normaliser, data[:1000])
         await normaliser.aclose()
         await normaliser.aclose()  # idempotent
     assert decoder_threads() == before
@@ -141,8 +163,8 @@ async def test_any_framing_of_16k_pcm_gives_the_same_audio(
     normaliser = AudioNormaliser(AudioSpec("pcm", 16000, channels))
     out, offset = b"", 0
     for cut in [*cuts, len(data)]:
-        out += await normaliser.feed(data[offset : offset + cut])
+        out += await fed(normaliser, data[offset : offset + cut])
         offset += cut
-    out += await normaliser.finish()
+    out += await finished(normaliser)
     assert out == whole
     assert len(out) == (len(data) // (2 * channels)) * 2

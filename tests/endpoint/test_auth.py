@@ -174,3 +174,38 @@ def test_query_tokens_are_redacted_in_log_lines() -> None:
     RedactTokens().filter(record)
     assert "s3cret" not in record.getMessage()
     assert "access-token=[redacted]&x=1" in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "access%2Dtoken=s3cret&x=1",
+        "access%2dtoken=s3cret&x=1",
+        "%61ccess-token=s3cret&x=1",
+        "x=1&access-token=s3cret",
+        "ACCESS-TOKEN=s3cret&x=1",
+    ],
+)
+def test_percent_encoded_token_names_are_redacted(query: str) -> None:
+    """Every spelling of the name that Starlette decodes to access-token is redacted too."""
+    record = logging.LogRecord(
+        "uvicorn.error", logging.INFO, "", 0, '%s - "WebSocket %s" %d', None, None
+    )
+    record.args = ("127.0.0.1:5000", f"/?process=asr&{query}", 403)
+    RedactTokens().filter(record)
+    assert "s3cret" not in record.getMessage()
+    assert "process=asr" in record.getMessage()
+
+
+@pytest.mark.parametrize("content", ["", "\n  \n"])
+def test_an_empty_jwt_key_file_stops_start_up(tmp_path: Path, content: str) -> None:
+    """An empty key file is a start-up error naming the variable, not a 500 per request."""
+    path = tmp_path / "secret"
+    path.write_text(content)
+    with pytest.raises(ValueError, match="ENDPOINT_JWT_KEY_FILE"):
+        Settings(auth="jwt", jwt_key_file=path)
+
+
+def test_a_missing_key_file_stops_start_up(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="ENDPOINT_JWT_KEY_FILE"):
+        Settings(auth="jwt", jwt_key_file=tmp_path / "absent")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import grpc
 import pytest
 
@@ -55,3 +57,31 @@ def test_errors_after_the_upgrade(status: grpc.StatusCode, expected: tuple[int, 
     """Each backend status mid-session becomes its documented close code."""
     error = session_error_from_grpc(status, "details")
     assert (error.close_code, error.code, error.retryable) == expected
+
+
+INTERNAL_DETAILS = "backend 10.12.3.4:50052 failed: connection refused (pod intermediate-ja-7f9c)"
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        Code.UNAVAILABLE,
+        Code.RESOURCE_EXHAUSTED,
+        Code.DEADLINE_EXCEEDED,
+        Code.INTERNAL,
+        Code.UNKNOWN,
+    ],
+)
+def test_backend_details_never_reach_the_client(
+    status: grpc.StatusCode, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Server-side failures give the client the code and a generic message; the details
+    (addresses, pod names) go to the log only."""
+    caplog.set_level(logging.INFO, "services.endpoint")
+    refusal = refusal_from_grpc(status, INTERNAL_DETAILS, (), 7)
+    error = session_error_from_grpc(status, INTERNAL_DETAILS)
+    for message in (refusal.message, error.message):
+        assert "10.12.3.4" not in message
+        assert "intermediate-ja" not in message
+        assert message
+    assert INTERNAL_DETAILS in caplog.text

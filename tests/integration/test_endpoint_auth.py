@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import time
@@ -15,10 +16,11 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from websockets.asyncio.client import connect
 
 from tests.client import mimi_headers, refusal, stream_session
 from tests.procs import Service
-from tests.stack import Stack, wait_until
+from tests.stack import Stack, http_json, wait_until
 
 ALL = "tok-all-" + os.urandom(8).hex()
 ASR_ONLY = "tok-asr-" + os.urandom(8).hex()
@@ -57,8 +59,17 @@ def auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Auth]:
     with Stack(tmp) as stack:
         ja = stack.intermediate("im-ja", [stack.engine_stub("engine-ja")])
         router = stack.router({"ja": [ja]})
-        tokens = stack.endpoint(router, auth="tokens", token_file=token_file)
-        jwt_ = stack.endpoint(router, auth="jwt", jwt_key_file=public, jwt_algorithm="RS256")
+        # One session at a time per token (tests here run one session at a time otherwise).
+        tokens = stack.endpoint(
+            router, auth="tokens", token_file=token_file, max_sessions_per_token=1
+        )
+        jwt_ = stack.endpoint(
+            router,
+            auth="jwt",
+            jwt_key_file=public,
+            jwt_algorithm="RS256",
+            max_sessions_per_token=1,
+        )
         yield Auth(tokens, jwt_, key)
 
 
@@ -161,3 +172,47 @@ async def test_tokens_never_reach_the_logs(auth: Auth) -> None:
     assert "access-token" in logs or "WebSocket /" in logs  # the requests were logged
     for secret in (ALL, ASR_ONLY, WRONG, jwt_token, jwt_token.split(".")[2]):
         assert secret not in logs
+
+
+def assert_429(status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
+    assert status == 429
+    assert body["error"]["code"] == "too_many_sessions_per_token"
+    assert body["error"]["retryable"] is True
+    assert int(headers["retry-after"]) >= 1
+
+
+async def test_one_token_cannot_hold_more_than_its_sessions(auth: Auth) -> None:
+    """A token at its concurrency limit is refused with 429 and Retry-After before the
+    upgrade; another token is not affected."""
+    url = auth.ws(auth.tokens)
+    async with connect(url, additional_headers=mimi_headers(token=ALL), open_timeout=10):
+        assert_429(*await refusal(url, mimi_headers(token=ALL)))
+        other = mimi_headers(process="asr", token=ASR_ONLY)
+        async with connect(url, additional_headers=other, open_timeout=10):
+            pass
+    # The slot is free again once the session ended (the close is seen just after).
+    await asyncio.to_thread(
+        wait_until,
+        lambda: (
+            http_json(f"http://127.0.0.1:{auth.tokens.ports['http']}/readiness")[1][
+                "active_sessions"
+            ]
+            == {}
+        ),
+        10,
+        "the session still counts",
+    )
+    async with connect(url, additional_headers=mimi_headers(token=ALL), open_timeout=10):
+        pass
+
+
+async def test_jwts_of_one_subject_share_its_limit(auth: Auth) -> None:
+    """Two different JWTs of the same subject (sub) count as one client."""
+    url = auth.ws(auth.jwt)
+    first = mimi_headers(token=auth.jwt_token(scope="nict-asr"))
+    async with connect(url, additional_headers=first, open_timeout=10):
+        again = mimi_headers(token=auth.jwt_token(scope="asr nict-asr", jti="second"))
+        assert_429(*await refusal(url, again))
+        other = mimi_headers(token=auth.jwt_token(scope="nict-asr", sub="another-client"))
+        async with connect(url, additional_headers=other, open_timeout=10):
+            pass

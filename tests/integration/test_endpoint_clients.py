@@ -120,10 +120,18 @@ def tone(freq: float, rate: int, seconds: float, channels: int) -> bytes:
 async def normalised(spec: AudioSpec, frames: list[bytes]) -> bytes:
     """What the endpoint forwards for these frames (WebSocket keeps frame boundaries)."""
     normaliser = AudioNormaliser(spec)
-    out = b"".join([await normaliser.feed(frame) for frame in frames])
-    out += await normaliser.finish()
-    await normaliser.aclose()
-    return out
+    out = bytearray()
+
+    async def send(pcm: bytes) -> None:
+        out.extend(pcm)
+
+    try:
+        for frame in frames:
+            await normaliser.feed(frame, send)
+        await normaliser.finish(send)
+    finally:
+        await normaliser.aclose()
+    return bytes(out)
 
 
 async def test_44k_stereo_reaches_the_engine_as_16k_mono(target: Target) -> None:

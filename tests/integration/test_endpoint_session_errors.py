@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+import numpy as np
 import pytest
+import soundfile as sf
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from tests.client import RECOG_BREAK, SessionResult, exchange, mimi_headers, stream_session
 from tests.stack import Stack
@@ -148,3 +154,73 @@ async def test_client_vanishing_does_not_disturb_others(urls: Urls) -> None:
     result = await stream_session(urls.ws, audio, mimi_headers())
     assert result.close_code == 1000
     assert result.finished
+
+
+async def test_frames_without_audio_worth_its_name_do_not_keep_a_session(urls: Urls) -> None:
+    """Two bytes every 0.3 s (under 10 ms of audio per idle time) do not reset the idle
+    timer: the session ends idle_timeout at the idle time, not at its length limit."""
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    async with connect(urls.ws, additional_headers=mimi_headers(), open_timeout=10) as ws:
+
+        async def trickle() -> None:
+            while True:
+                await ws.send(b"\0\0")
+                await asyncio.sleep(0.3)
+
+        sender = asyncio.create_task(trickle())
+        messages: list[dict[str, Any]] = []
+        try:
+            async with asyncio.timeout(10):
+                with contextlib.suppress(ConnectionClosed):
+                    async for message in ws:
+                        messages.append(json.loads(message))
+        finally:
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+    assert [m["error"]["code"] for m in messages if m["type"] == "error"] == ["idle_timeout"]
+    assert ws.close_code == 1008
+    assert loop.time() - began < 3.5  # the idle time (1.5 s), well before the 4 s limit
+
+
+async def test_real_audio_in_small_frames_keeps_the_session(urls: Urls) -> None:
+    """10 ms frames sent in real time for longer than the idle time finish normally."""
+    result = await stream_session(
+        urls.ws,
+        os.urandom(SECOND * 2),
+        mimi_headers(),
+        frame_bytes=320,
+        realtime_bytes_per_second=SECOND,
+    )
+    assert result.close_code == 1000
+    assert result.finished
+
+
+def silence_flac(seconds: float) -> bytes:
+    """Digital silence at 48 kHz stereo as FLAC: a few bytes per second of audio."""
+    buffer = io.BytesIO()
+    samples = np.zeros((int(48000 * seconds), 2), np.int16)
+    sf.write(buffer, samples, 48000, format="FLAC", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+FLAC_48K_STEREO = "audio/x-flac;bit=16;rate=48000;channels=2"
+
+
+async def test_flac_decoding_past_the_session_length_closes_1008(urls: Urls) -> None:
+    """One small frame of FLAC that decodes to more audio than a session may last (4 s
+    here) gets error audio_too_long, then 1008 (a decompression bomb, scaled down)."""
+    bomb = silence_flac(10)
+    assert len(bomb) < 4096
+    headers = mimi_headers(content_type=FLAC_48K_STEREO)
+    result = await exchange(urls.ws, [bomb, RECOG_BREAK], headers)
+    single_error(result, "audio_too_long", 1008)
+
+
+async def test_post_of_flac_decoding_past_the_session_length_is_413(urls: Urls) -> None:
+    http = urls.ws.replace("ws://", "http://")
+    headers = mimi_headers(content_type=FLAC_48K_STEREO)
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.post(http, headers=headers, content=silence_flac(10))
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "audio_too_long"
