@@ -19,7 +19,7 @@ from services.common.http_server import serve_http
 from services.common.lifecycle import wait_for_sessions
 from services.common.logs import session_id_var, summary
 from services.common.tracing import SessionSpan
-from services.endpoint import http_api, logfilters
+from services.endpoint import demo, http_api, logfilters
 from services.endpoint.audio import AudioNormaliser
 from services.endpoint.auth import Authenticator
 from services.endpoint.backend import BackendStream, RouterClient
@@ -244,6 +244,8 @@ def create_app(endpoint: Endpoint) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(endpoint.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    if endpoint.settings.demo:  # the browser page, docs/demo.md
+        app.mount("/demo", demo.create_demo_app(endpoint.router))
     return app
 
 
