@@ -9,7 +9,9 @@ from typing import Any
 
 import httpx
 import jiwer
+import numpy as np
 import pytest
+import soundfile
 from playwright.sync_api import Page
 
 from tests.browser.conftest import FIXTURES, TOKEN, Servers, Tab, wait_for
@@ -114,17 +116,37 @@ def test_microphone_english_shows_the_sentence_soon_after_speech(
     print([entry["kind"] for entry in log])
     assert delay <= SHOWN_WITHIN_S, (delay, log)
     assert page.inner_text("#temporary-text") == ""  # no temporary words left over
+    # The meter moved with the speech (-60..0 dBFS on 0..1; flite speaks near -20 dBFS).
+    assert float(page.get_attribute("#level", "data-peak") or 0) > 0.4
     assert not tab.problems, tab.problems
 
 
-def test_file_picker_japanese_shows_its_sentence(servers: Servers, open_page: Any) -> None:
+def japanese_file(kind: str, directory: Path) -> Path:
+    """The Japanese fixture as the file picker gets it: raw, or the same samples in WAV or
+    FLAC (lossless, so engine_stub still recognises the exact audio)."""
+    raw = FIXTURES / "ja-chotto-osoi-chushoku.raw"
+    if kind == "raw":
+        return raw
+    samples = np.frombuffer(raw.read_bytes(), dtype="<i2")
+    path = directory / f"ja-chotto-osoi-chushoku.{kind}"
+    soundfile.write(path, samples, RATE, subtype="PCM_16", format=kind.upper())
+    return path
+
+
+@pytest.mark.parametrize("kind", ["raw", "wav", "flac"])
+def test_file_picker_japanese_shows_its_sentence(
+    servers: Servers, open_page: Any, tmp_path: Path, kind: str
+) -> None:
     tab: Tab = open_page(f"{servers.open}/demo/")
     page = tab.page
     choose(page, "nict-asr", "ja")
-    page.set_input_files("#file", str(FIXTURES / "ja-chotto-osoi-chushoku.raw"))
+    page.set_input_files("#file", str(japanese_file(kind, tmp_path)))
     page.click("#stream-file")
     assert wait_ended(page) == "done", page.inner_text("#error")
-    tab.screenshot("demo-file-ja")
+    tab.screenshot(f"demo-file-ja-{kind}")
+    media = "audio/x-flac" if kind == "flac" else "audio/x-pcm"
+    opened = page.text_content("#log li[data-kind=open]") or ""
+    assert opened.endswith(f"sending {media};bit=16;rate=16000;channels=1"), opened
 
     # engine_stub's transcript of the fixture: its three determined segments, in order.
     assert page.eval_on_selector_all(

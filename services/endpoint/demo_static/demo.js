@@ -140,6 +140,7 @@ function clearOutput() {
   $("timing").textContent = "";
   $("log").replaceChildren();
   $("level").value = 0;
+  delete $("level").dataset.peak;
 }
 
 function logMessage(session, kind, text) {
@@ -155,9 +156,12 @@ function logMessage(session, kind, text) {
   }
 }
 
+// The meter spans -60 to 0 dBFS; data-peak keeps the session's loudest frame.
 function showLevel(rms) {
   const db = 20 * Math.log10(Math.max(rms, 1e-6));
-  $("level").value = Math.max(0, Math.min(1, (db + 60) / 60));
+  const meter = $("level");
+  meter.value = Math.max(0, Math.min(1, (db + 60) / 60));
+  meter.dataset.peak = Math.max(meter.value, Number(meter.dataset.peak || 0)).toFixed(2);
 }
 
 // -- results ---------------------------------------------------------------------------
@@ -429,11 +433,16 @@ class Session {
       params.set("access-token", this.token);
     }
     this.contentType = contentType;
-    this.ws = new WebSocket(apiUrl(location.protocol === "https:" ? "wss:" : "ws:", params));
+    const url = apiUrl(location.protocol === "https:" ? "wss:" : "ws:", params);
+    this.ws = new WebSocket(url);
     this.ws.binaryType = "arraybuffer";
     this.ws.onopen = () => {
       this.opened = true;
       setState("streaming");
+      if (url.searchParams.has("access-token")) {
+        url.searchParams.set("access-token", "…");
+      }
+      logMessage(this, "open", `opened ${url} — sending ${contentType}`);
       for (const frame of this.queue) {
         this.ws.send(frame);
       }
