@@ -93,6 +93,8 @@ def test_microphone_english_shows_the_sentence_soon_after_speech(
     page = tab.page
     choose(page, "nict-asr", "en")
     page.click("#mic")
+    page.wait_for_selector("#temporary-text:not(:empty)", timeout=SESSION_TIMEOUT_MS)
+    tab.screenshot("demo-microphone-en-temporary")
     # A user presses Stop half a second after they stop speaking (the page's audio clock
     # counts the fake microphone's samples).
     wait_for(

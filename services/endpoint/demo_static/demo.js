@@ -86,19 +86,16 @@ function sessionParameters(contentType) {
     "input-language": $("language").value.trim(),
     "content-type": contentType,
   });
-  let format = "v1";
-  let progressive = false;
   if (process === "nict-asr") {
-    format = $("format").value;
-    progressive = format === "v2" && $("progressive").checked;
+    const format = $("format").value;
     const options = [`response_format=${format}`];
     if (format === "v2") {
-      options.push(`progressive=${progressive}`, `temporary=${$("temporary").checked}`);
+      options.push(`progressive=${$("progressive").checked}`, `temporary=${$("temporary").checked}`);
       options.push(`temporary_interval=${$("interval").value || 1500}`);
     }
     params.set("nict-asr-options", options.join(";"));
   }
-  return { params, process, format, progressive, token: $("token").value.trim(), language: params.get("input-language") };
+  return { params, token: $("token").value.trim(), language: params.get("input-language") };
 }
 
 // The API is the page's parent path: "/" for "/demo/", "/prefix/" behind a path prefix.
@@ -561,14 +558,6 @@ class Session {
       }
     }
   }
-
-  abort(error) {
-    this.broke = true;
-    if (this.ws && this.ws.readyState <= WebSocket.OPEN) {
-      this.ws.close(1000);
-    }
-    showError("audio", error.message || String(error));
-  }
 }
 
 // The refusal as the server sends it: POST / with the same parameters and no audio answers
@@ -684,8 +673,7 @@ async function streamFile() {
 function begin() {
   keepToken();
   clearOutput();
-  const { params, ...rest } = sessionParameters("");
-  current = new Session({ params, ...rest });
+  current = new Session(sessionParameters(""));
   setState("connecting");
   return current;
 }
