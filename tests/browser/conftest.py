@@ -28,6 +28,7 @@ os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
 ARTIFACTS = ROOT / "test-artifacts"
 FIXTURES = ROOT / "tests" / "fixtures"
 TOKEN = "demo-test-token"
+SHORT_SESSION_S = 2
 LAUNCH_TIMEOUT_MS = 30_000
 POLL_MS = 50
 CHROMIUM_FLAGS = [
@@ -59,6 +60,7 @@ class Servers:
     open: str  # http://127.0.0.1:PORT, authentication off: en (pocketsphinx), ja (stub)
     tokens: str  # the same routes, ENDPOINT_AUTH=tokens accepting TOKEN
     demo_off: str  # ENDPOINT_DEMO=off
+    short: str  # sessions end after SHORT_SESSION_S with the session_too_long error
 
 
 @pytest.fixture(scope="package")
@@ -74,7 +76,12 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         router = stack.router({"ja": [ja], "en": [en]})
         urls = [
             f"http://127.0.0.1:{stack.endpoint(router, **settings).ports['http']}"
-            for settings in ({}, {"auth": "tokens", "token_file": token_file}, {"demo": "off"})
+            for settings in (
+                {},
+                {"auth": "tokens", "token_file": token_file},
+                {"demo": "off"},
+                {"max_session_seconds": SHORT_SESSION_S},
+            )
         ]
         yield Servers(*urls)
 

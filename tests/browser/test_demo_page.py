@@ -3,6 +3,7 @@ picker, refusals shown as the server sent them, and a screenshot of each."""
 
 from __future__ import annotations
 
+import json
 import wave
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 import soundfile
 from playwright.sync_api import Page
 
-from tests.browser.conftest import FIXTURES, TOKEN, Servers, Tab, wait_for
+from tests.browser.conftest import FIXTURES, SHORT_SESSION_S, TOKEN, Servers, Tab, wait_for
 from tests.engine.engine_helpers import speak
 
 pytestmark = pytest.mark.slow
@@ -228,3 +229,25 @@ def test_bad_token_shows_the_servers_401_and_the_token_stays_out_of_the_url(
     assert page.evaluate("localStorage.getItem('kikimimi-demo-token')") == TOKEN
     page.uncheck("#remember")
     assert page.evaluate("localStorage.getItem('kikimimi-demo-token')") is None
+
+
+def test_an_error_after_the_upgrade_shows_the_servers_message(
+    servers: Servers, open_page: Any
+) -> None:
+    tab: Tab = open_page(f"{servers.short}/demo/")
+    page = tab.page
+    choose(page, "nict-asr", "ja")
+    page.set_input_files("#file", str(FIXTURES / "ja-chotto-osoi-chushoku.raw"))
+    page.click("#stream-file")
+    assert wait_ended(page) == "closed 1008"
+    tab.screenshot("demo-session-error")
+
+    errors = [e for e in message_log(page) if e["kind"] == "error"]
+    assert len(errors) == 1
+    sent = json.loads(errors[0]["text"].split("  ", 1)[1])  # the message as it arrived
+    assert sent["error"]["code"] == "session_too_long"
+    assert page.inner_text("#error-code") == sent["error"]["code"]
+    assert page.inner_text("#error-message") == sent["error"]["message"]
+    assert f"{SHORT_SESSION_S} s" in sent["error"]["message"]
+    assert page.inner_text("#error-detail") == f"session {sent['session_id']}"
+    assert page.inner_text("#temporary-text") == ""

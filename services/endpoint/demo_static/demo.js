@@ -539,6 +539,7 @@ class Session {
   async closed(event) {
     await this.stopSource();
     logMessage(this, "close", `closed ${event.code}${event.reason ? ` ${event.reason}` : ""}`);
+    $("temporary-text").textContent = ""; // a hypothesis of a session that ended is no text
     if (current === this) {
       current = null;
     }
