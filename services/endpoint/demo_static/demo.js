@@ -35,7 +35,9 @@ async function loadConfig() {
   }
   const process = $("process");
   process.replaceChildren();
-  const names = Object.keys(routes).sort((a, b) => (a === "nict-asr" ? -1 : b === "nict-asr" ? 1 : a.localeCompare(b)));
+  // nict-asr first: its options are what the page shows best.
+  const names = Object.keys(routes).sort();
+  names.sort((a, b) => (b === "nict-asr") - (a === "nict-asr"));
   for (const name of names) {
     process.append(new Option(name, name));
   }
@@ -79,13 +81,10 @@ function keepToken() {
   }
 }
 
-function sessionParameters(contentType) {
+// The session's query parameters, but for the content type (known once the audio is).
+function sessionParameters() {
   const process = $("process").value;
-  const params = new URLSearchParams({
-    process,
-    "input-language": $("language").value.trim(),
-    "content-type": contentType,
-  });
+  const params = new URLSearchParams({ process, "input-language": $("language").value.trim() });
   if (process === "nict-asr") {
     const format = $("format").value;
     const options = [`response_format=${format}`];
@@ -674,7 +673,7 @@ async function streamFile() {
 function begin() {
   keepToken();
   clearOutput();
-  current = new Session(sessionParameters(""));
+  current = new Session(sessionParameters());
   setState("connecting");
   return current;
 }
