@@ -175,6 +175,33 @@ def test_file_picker_japanese_shows_its_sentence(
     assert not tab.problems, tab.problems
 
 
+@pytest.mark.parametrize(("process", "response_format"), [("nict-asr", "v1"), ("asr", "")])
+def test_the_other_result_formats_show_the_same_text(
+    servers: Servers, open_page: Any, process: str, response_format: str
+) -> None:
+    """v1's morpheme lines and asr's words, as the server's own answer for the fixture has
+    them (asked directly with POST /)."""
+    raw = (FIXTURES / "ja-chotto-osoi-chushoku.raw").read_bytes()
+    params = {"process": process, "input-language": "ja"}
+    if response_format:
+        params["nict-asr-options"] = f"response_format={response_format}"
+    final = httpx.post(servers.open + "/", params=params, content=raw, timeout=30).json()
+    words = [entry["result"].split("|")[0] for entry in final["response"]]
+    expected = "".join(word for word in words if word)
+
+    tab: Tab = open_page(f"{servers.open}/demo/")
+    page = tab.page
+    choose(page, process, "ja")
+    if response_format:
+        page.select_option("#format", response_format)
+    page.set_input_files("#file", str(FIXTURES / "ja-chotto-osoi-chushoku.raw"))
+    page.click("#stream-file")
+    assert wait_ended(page) == "done", page.inner_text("#error")
+    assert expected.startswith("ちょっと遅い昼食")
+    assert shown_text(page, "") == expected
+    assert not tab.problems, tab.problems
+
+
 def _post_refusal(url: str, params: dict[str, str], token: str = "") -> dict[str, Any]:
     """What the server itself answers these parameters, asked directly."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
