@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.common.http_server import serve_http
-from services.endpoint import logfilters
+from services.endpoint import demo, logfilters
 from services.endpoint.admission import Admission
 from services.endpoint.config import Settings
 from services.endpoint.flow import SessionFlow
@@ -87,6 +87,8 @@ def create_app(endpoint: Endpoint) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(endpoint.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    if endpoint.settings.demo:  # the browser page, docs/demo.md
+        app.mount("/demo", demo.create_demo_app(endpoint.flow.router))
     return app
 
 

@@ -64,6 +64,8 @@ class Settings(ServiceSettings):
     drain_seconds: float = Field(30.0, ge=0)
     # Seconds a refused client is told to wait (Retry-After).
     retry_after_seconds: int = Field(5, ge=1)
+    # The browser page at /demo/ (docs/demo.md); off: 404.
+    demo: bool = True
 
     @field_validator("allowed_origins", mode="before")
     @classmethod
