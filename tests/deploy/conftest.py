@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -135,3 +136,22 @@ def pod_containers(workload: Manifest) -> list[Manifest]:
     """Every container of a workload's pod template, native sidecars included."""
     spec = workload["spec"]["template"]["spec"]
     return list(spec.get("initContainers", [])) + list(spec["containers"])
+
+
+# Image (without registry and tag) → the Settings class of the service it runs.
+SETTINGS = {
+    "endpoint": "services.endpoint.config",
+    "router": "services.router.config",
+    "intermediate": "services.intermediate.config",
+    "engine": "services.engine.config",
+    "engine-stub": "engine_stub.config",
+}
+
+
+def service_of_image(image: str) -> str:
+    """`asia-…/kikimimi/engine-stub:0.1.0` → `engine-stub`; vosk images → `vosk`."""
+    name = re.sub(r"[:@].*$", "", image).rsplit("/", 1)[-1]
+    if "kaldi" in name:
+        return "vosk"
+    assert name in SETTINGS, f"unknown image {image}"
+    return name
