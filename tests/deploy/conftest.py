@@ -25,6 +25,8 @@ OVERLAYS = ("dev", "prod")
 TOOLS_VENV = Path(os.environ.get("KIKIMIMI_TOOLS_VENV", ROOT / ".venv-tools"))
 # The GKE minor version the manifests target (kubernetes-validate schemas).
 KUBERNETES_VERSION = "1.34.0"
+# The labels of same-namespace monitoring, which may scrape the HTTP ports.
+MONITORING_PEER = {"app.kubernetes.io/component": "monitoring"}
 
 Manifest = dict[str, Any]
 
