@@ -5,8 +5,9 @@
 #   1. Debian's docker.io + debootstrap (.ci/install-docker.sh, if missing)
 #   2. compose v2 and the deploy tools in .venv-tools (.ci/install-tools.sh)
 #   3. a private dockerd on its own socket and data root (.ci/dockerd.sh)
-#   4. python:3.11-slim: pulled if a registry has it, else the debootstrap stand-in
-#      (docker/build-base-image.sh; cached)
+#   4. the base image: the Dockerfiles' pinned python:3.11-slim@sha256:… if a registry has
+#      it, else the debootstrap stand-in (docker/build-base-image.sh; cached), passed to the
+#      builds as BASE_IMAGE
 #   5. docker compose up --build --wait
 #   6. the integration tests marked `external` and tests/deploy/test_compose_stack.py,
 #      against the stack on 127.0.0.1
@@ -23,7 +24,9 @@ cd "$ROOT"
 LOG_DIR="${KIKIMIMI_CI_LOGS:-${TMPDIR:-/tmp}/kikimimi-containers}"
 mkdir -p "$LOG_DIR"
 export COMPOSE_PROJECT_NAME="${COMPOSE_PROJECT_NAME:-kikimimi}"
-export BASE_IMAGE="${BASE_IMAGE:-python:3.11-slim}"
+# The production base, pinned by digest in every Dockerfile (one value; test_containers_offline).
+PINNED_BASE="$(sed -n 's/^ARG BASE_IMAGE=//p' docker/endpoint.Dockerfile)"
+STANDIN_BASE="kikimimi/python-standin:3.11-bookworm"
 ENDPOINT_PORT="${KIKIMIMI_PORT_ENDPOINT:-8080}"
 started_dockerd=0
 stack_up=0
@@ -90,12 +93,22 @@ else
 fi
 docker compose version >&2
 
-step "base image $BASE_IMAGE"
+step "base image"
 t0=$SECONDS
-if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
-    # A registry that has it wins; here Docker Hub is unreachable, so build the stand-in.
-    timeout 60 docker pull -q "$BASE_IMAGE" >/dev/null 2>&1 || bash docker/build-base-image.sh "$BASE_IMAGE"
+if [[ -n "${BASE_IMAGE:-}" ]]; then
+    docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || timeout 120 docker pull -q "$BASE_IMAGE" >/dev/null
+elif docker image inspect "$PINNED_BASE" >/dev/null 2>&1 \
+    || timeout 60 docker pull -q "$PINNED_BASE" >/dev/null 2>&1; then
+    BASE_IMAGE="$PINNED_BASE"
+else
+    # No registry with the pinned image (Docker Hub is unreachable here): the stand-in, a
+    # Debian bookworm with its python3 3.11, under a name of its own (a digest cannot be
+    # given to a local image).
+    BASE_IMAGE="$STANDIN_BASE"
+    bash docker/build-base-image.sh "$BASE_IMAGE"
 fi
+export BASE_IMAGE
+echo "containers: building on $BASE_IMAGE" >&2
 elapsed "base image" $((SECONDS - t0))
 
 step "docker compose build"

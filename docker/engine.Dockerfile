@@ -1,7 +1,8 @@
 # Built from the repository root: docker build -f docker/engine.Dockerfile .
-# BASE_IMAGE must provide python3 with venv (python:3.11-slim, or the stand-in that
-# docker/build-base-image.sh makes from Debian bookworm where Docker Hub is unreachable).
-ARG BASE_IMAGE=python:3.11-slim
+# BASE_IMAGE must provide python3 with venv. The default pins python:3.11-slim by digest
+# (docs/deploy.md, "Images": the value and how to move it); CI, which cannot reach Docker
+# Hub, passes the stand-in that docker/build-base-image.sh makes from Debian bookworm.
+ARG BASE_IMAGE=python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7
 
 # ---- builder: a venv holding the project and its pinned dependencies ------------------
 # This stage is the same in every kikimimi Dockerfile, so its layers are built once and
