@@ -73,11 +73,27 @@ class Rendered:
     def of_kind(self, kind: str) -> list[Manifest]:
         return [d for d in self.docs if d["kind"] == kind]
 
+    def workloads(self) -> list[Manifest]:
+        """The Deployments of the kikimimi tiers (warm-spare placeholders left out)."""
+        return [d for d in self.of_kind("Deployment") if not is_placeholder(d)]
+
+    def placeholders(self) -> list[Manifest]:
+        """The warm-spare Deployments (components/warm-spare)."""
+        return [d for d in self.of_kind("Deployment") if is_placeholder(d)]
+
     def get(self, kind: str, name: str) -> Manifest:
         for doc in self.of_kind(kind):
             if doc["metadata"]["name"] == name:
                 return doc
         raise AssertionError(f"{self.name}: no {kind} named {name}")
+
+
+WARM_SPARE_PRIORITY_CLASS = "kikimimi-warm-spare"
+
+
+def is_placeholder(deployment: Manifest) -> bool:
+    spec = deployment["spec"]["template"]["spec"]
+    return bool(spec.get("priorityClassName") == WARM_SPARE_PRIORITY_CLASS)
 
 
 _cache: dict[str, Rendered] = {}

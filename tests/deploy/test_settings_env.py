@@ -54,7 +54,7 @@ def test_manifest_env_vars_are_settings(overlay_name: str) -> None:
     """Each env var a container of the overlay sets is a field of its service's Settings."""
     overlay: Rendered = rendered(overlay_name)
     unknown = []
-    for d in overlay.of_kind("Deployment"):
+    for d in overlay.workloads():
         for container in pod_containers(d):
             service = service_of_image(container["image"])
             names = {e["name"] for e in container.get("env", [])}
