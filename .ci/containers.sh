@@ -8,8 +8,9 @@
 #   4. the base image: the Dockerfiles' pinned python:3.11-slim@sha256:… if a registry has
 #      it, else the debootstrap stand-in (docker/build-base-image.sh; cached), passed to the
 #      builds as BASE_IMAGE
-#   5. docker compose up --build --wait
-#   6. the integration tests marked `external` and tests/deploy/test_compose_stack.py,
+#   5. docker compose build, then tests/deploy/test_images.py (`-m containers`): each image
+#      run as its manifest runs it and probed from outside, as kubelet does
+#   6. docker compose up --wait, then the integration tests marked `external` and tests/deploy/test_compose_stack.py,
 #      against the stack on 127.0.0.1
 #   7. docker compose down -v, stop dockerd
 #
@@ -118,6 +119,13 @@ t0=$SECONDS
 docker compose build >"$LOG_DIR/compose-build.log" 2>&1 \
     || { tail -n 60 "$LOG_DIR/compose-build.log" >&2; exit 1; }
 elapsed "compose build" $((SECONDS - t0))
+
+step "images run as their manifests run them"
+t0=$SECONDS
+# Each container of the dev overlay with its manifest's env, user, read-only root and
+# volumes, probed from the host as kubelet probes; prod's engine from a read-only model mount.
+"$ROOT/.venv/bin/pytest" -m containers -p no:cacheprovider tests/deploy/test_images.py
+elapsed "image tests" $((SECONDS - t0))
 
 step "docker compose up --wait"
 t0=$SECONDS
