@@ -10,8 +10,8 @@
 #      builds as BASE_IMAGE
 #   5. docker compose build, then tests/deploy/test_images.py (`-m containers`): each image
 #      run as its manifest runs it and probed from outside, as kubelet does
-#   6. docker compose up --wait, then the integration tests marked `external` and tests/deploy/test_compose_stack.py,
-#      against the stack on 127.0.0.1
+#   6. docker compose up --wait, then the integration tests marked `external` and
+#      tests/deploy/test_compose_stack.py, against the stack on 127.0.0.1
 #   7. docker compose down -v, stop dockerd
 #
 # Environment: KIKIMIMI_PORT_* move the published ports (docker-compose.yaml);
