@@ -154,7 +154,20 @@ class DecodeScheduler:
         if results is not None:
             final = batch[0].final
             audio = sum(len(job.audio) for job in batch) / SAMPLE_RATE
-            self._stats.decoded(final, len(batch), time.monotonic() - began, audio)
+            seconds = time.monotonic() - began
+            self._stats.decoded(final, len(batch), seconds, audio)
+            log.debug(
+                "decoded",
+                extra={
+                    "kind": "final" if final else "partial",
+                    "batch": len(batch),
+                    "seconds": round(seconds, 3),
+                    "audio_seconds": [round(len(job.audio) / SAMPLE_RATE, 2) for job in batch],
+                    "repetitive": [r.repetitive for r in results],
+                    "waiting_finals": len(self._finals),
+                    "waiting_partials": len(self._partials),
+                },
+            )
             for job, decoded in zip(batch, results, strict=True):
                 if job.final:
                     job.client.stream.deliver_final(job.utterance, decoded)

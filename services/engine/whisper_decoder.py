@@ -56,6 +56,26 @@ class Decoded:
     repetitive: bool = False  # looped even after the fallback: not to be trusted
 
 
+def without_loop(tokens: Sequence[int], min_repeat: int = 4) -> list[int]:
+    """`tokens` with a loop at their end cut to one copy ("A B C B C B C" → "A B C").
+
+    On a window trimmed to the audio, Whisper does not see where the speech ends and may say
+    the utterance again and again (a tail repeating with period p for at least `min_repeat`
+    and p tokens). Shorter repeats ("very very", "thank you thank you") are left alone.
+    """
+    n = len(tokens)
+    best = n
+    for period in range(1, n // 2 + 1):
+        repeated = 0  # tokens at the end equal to the token `period` before them
+        while (
+            repeated < n - period and tokens[n - 1 - repeated] == tokens[n - 1 - repeated - period]
+        ):
+            repeated += 1
+        if repeated >= max(period, min_repeat):
+            best = min(best, n - repeated)
+    return list(tokens[:best])
+
+
 def compression_ratio(text: str) -> float:
     data = text.encode()
     return len(data) / len(zlib.compress(data)) if data else 0.0
@@ -140,12 +160,14 @@ class WhisperDecoder:
             repetition_penalty=1.0,
             no_repeat_ngram_size=0,
         )
-        tokens = [[t for t in r.sequences_ids[0] if t < self.tokenizer.eot] for r in results]
+        tokens = [
+            without_loop([t for t in r.sequences_ids[0] if t < self.tokenizer.eot]) for r in results
+        ]
         decoded = []
         rows = zip(batch, tokens, results, strict=True)
         for index, (audio, text_tokens, result) in enumerate(rows):
             text = self.tokenizer.decode(text_tokens)
-            if compression_ratio(text) > MAX_COMPRESSION_RATIO or len(text_tokens) >= budget:
+            if compression_ratio(text) > MAX_COMPRESSION_RATIO:
                 decoded.append(Decoded((), float(result.no_speech_prob), repetitive=True))
                 continue
             words = self._align(encoded, index, text_tokens, len(audio), frames)

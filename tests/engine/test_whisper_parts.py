@@ -23,7 +23,12 @@ from services.engine.recognizer import Partial, Segment
 from services.engine.scheduler import DecodeScheduler
 from services.engine.utterances import StreamSettings, UtteranceStream, clean_word
 from services.engine.vad import WINDOW, SileroVad, UtteranceCutter, VadSettings
-from services.engine.whisper_decoder import Decoded, DecodedWord, compression_ratio
+from services.engine.whisper_decoder import (
+    Decoded,
+    DecodedWord,
+    compression_ratio,
+    without_loop,
+)
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "ja-chotto-osoi-chushoku.raw"
 
@@ -229,6 +234,15 @@ def test_punctuation_is_cut_from_words() -> None:
     assert clean_word(" don't") == "don't"
     assert clean_word("、") == ""
     assert compression_ratio("ちょっと押さ一" * 15) > 2.4 > compression_ratio("hello there")
+
+
+def test_a_looping_decode_is_cut_to_one_copy() -> None:
+    """Whisper on a trimmed window may say the sentence again and again (seen on flite rms)."""
+    sentence = [11, 12, 13, 14, 15, 16]
+    assert without_loop(sentence * 4 + sentence[:3]) == sentence
+    assert without_loop([1, 2, *([7, 8] * 5)]) == [1, 2, 7, 8]
+    assert without_loop([5, 9, 9, 6]) == [5, 9, 9, 6]  # "very very"
+    assert without_loop([1, 2, 3, 2, 3]) == [1, 2, 3, 2, 3]  # "thank you thank you"
 
 
 # -- the scheduler --------------------------------------------------------------------------
