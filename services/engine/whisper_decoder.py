@@ -107,7 +107,7 @@ class WhisperDecoder:
             device="cpu",
             compute_type=compute_type,
             cpu_threads=threads,
-            num_workers=parallel,
+            num_workers=2 * parallel,  # the scheduler's slots: finals', then partials'
         )
         self.language = language
         self.beam_size = beam_size

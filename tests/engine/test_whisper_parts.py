@@ -280,8 +280,8 @@ class GatedDecode:
         self._loop = asyncio.get_running_loop()
 
     def __call__(self, batch: Sequence[np.ndarray], fallback: bool) -> list[Decoded]:
+        self.calls.append((fallback, len(batch)))  # in the order decodes start
         asyncio.run_coroutine_threadsafe(self.gate.wait(), self._loop).result(timeout=10)
-        self.calls.append((fallback, len(batch)))
         return [_decoded("w") for _ in batch]
 
 
@@ -312,12 +312,12 @@ async def test_finals_run_before_partials_and_partials_are_skipped_when_behind()
         for client in clients:
             client.stream.feed(_tone(1.2))  # more partials fall due while the engine is busy
         decode.gate.set()
-        await _settle(stats, lambda: len(decode.calls) == 5)
+        await _settle(stats, lambda: len(stats.batches) == 5)
     finally:
         await scheduler.aclose()
-    # The partial that was running, then the 3 finals (batches of ≤ 2), then the 3 partials.
-    assert decode.calls == [(False, 1), (True, 2), (True, 1), (False, 2), (False, 1)]
-    assert [final for final, _ in stats.batches[1:3]] == [True, True]
+    # The partial that was running; the first final at once, beside it, in a slot of its own;
+    # the other two finals batched; only then the three waiting partials (batches of ≤ 2).
+    assert decode.calls == [(False, 1), (True, 1), (True, 2), (False, 2), (False, 1)]
     assert all(c.stream.take_reply() != Partial("") for c in finals)
     assert stats.skipped >= 3  # each waiting session missed at least one due partial
 
@@ -336,10 +336,11 @@ async def test_a_closed_utterance_drops_its_pending_partial() -> None:
         (utterance,) = client.stream.feed(_silence(1.0))
         scheduler.submit_final(client, utterance)
         decode.gate.set()
-        await _settle(stats, lambda: client.deliveries == 1)
+        await _settle(stats, lambda: len(stats.batches) == 2)
     finally:
         await scheduler.aclose()
     assert decode.calls == [(False, 1), (True, 1)]  # no partial of a closed utterance
+    assert client.deliveries == 1
 
 
 # -- model files --------------------------------------------------------------------------
