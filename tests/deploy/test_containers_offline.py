@@ -26,6 +26,7 @@ PUBLISHED = {
     "intermediate-en": {50053, 8083},
     "engine-ja": {2700},
     "engine-en": {2701},
+    "engine-stub": {2702},
     "vosk-ja": {2710},
     "vosk-en": {2711},
 }

@@ -6,9 +6,9 @@ rendered overlay as read-only files), and is probed the way kubelet probes it: f
 host, at the container's own IP, outside its network namespace (issue 13, item 1). A
 process bound to 127.0.0.1 fails here as it would on a cluster.
 
-The prod engine runs from a read-only model mount (`NAME/VERSION` of a model root, exactly
-as the engine-models component mounts it) with a read-only root file system, and decodes
-real speech (issue 14, item 2).
+The prod engine (Whisper) runs from a read-only model mount (`NAME/VERSION` of a model root,
+exactly as the engine-models component mounts it) with a read-only root file system, and
+decodes real speech (issue 14, item 2).
 
 These tests need the images built (`docker compose build`, tag `dev`) and a Docker daemon at
 $DOCKER_HOST; `.ci/containers.sh` provides both and selects them with `-m containers`.
@@ -42,11 +42,6 @@ TAG = os.environ.get("KIKIMIMI_TAG", "dev")
 # The longest a start-up may take here; the manifests' budgets are longer (cold nodes).
 START_LIMIT = 120.0
 POD_NAME = "pod-under-test"
-# Where the engine image holds the en-US model of the pocketsphinx wheel.
-POCKETSPHINX_MODEL = (
-    "import os, pocketsphinx; "
-    "print(os.path.join(os.path.dirname(pocketsphinx.__file__), 'model', 'en-us'))"
-)
 
 
 def docker(*args: str, timeout: float = 60) -> str:
@@ -244,18 +239,10 @@ def test_container_passes_its_probes_from_outside(workload: str, name: str, tmp_
 
 
 def model_root_from_image(engine: Manifest, mount: Manifest, root: Path) -> Path:
-    """A model root holding the version the manifest mounts, copied out of the engine image
-    (the files the project installs there), made read-only like a published version."""
+    """A model root holding the version the manifest mounts: the Whisper model copied out of
+    the engine image (joined there at build time), made read-only like a published version."""
     image = local_image(engine["image"])
-    source = docker(
-        "run",
-        "--rm",
-        "--entrypoint",
-        "python",
-        image,
-        "-c",
-        POCKETSPHINX_MODEL,
-    )
+    source = docker("run", "--rm", image, "python", "-m", "services.engine.models", "path")
     target = root / mount["subPath"]
     target.parent.mkdir(parents=True)
     cid = docker("create", image)
@@ -270,11 +257,13 @@ def model_root_from_image(engine: Manifest, mount: Manifest, root: Path) -> Path
 
 @pytest.mark.timeout(START_LIMIT + 120)
 def test_prod_engine_decodes_from_a_read_only_model_mount(tmp_path: Path) -> None:
-    """prod's English engine: model from a read-only NAME/VERSION mount, read-only root file
-    system, scratch on tmpfs; its probes pass from outside and it recognises real speech."""
+    """prod's English engine: Whisper from a read-only NAME/VERSION mount, read-only root
+    file system, scratch on tmpfs; its probes pass from outside and it recognises speech."""
     overlay = rendered("prod")
     _, engine = container_of(overlay, "intermediate-en", "engine")
     (mount,) = [m for m in engine["volumeMounts"] if m["name"] == "models"]
+    env = {e["name"]: e.get("value") for e in engine["env"]}
+    assert env["ENGINE_WHISPER_MODEL_DIR"] == mount["mountPath"]
     models = model_root_from_image(engine, mount, tmp_path / "models")
     try:
         with start(overlay, "intermediate-en", "engine", tmp_path / "scratch", models) as started:
@@ -285,10 +274,13 @@ def test_prod_engine_decodes_from_a_read_only_model_mount(tmp_path: Path) -> Non
             assert f"{mount['mountPath']}=false" in mounts.split(), mounts
             assert docker("inspect", "-f", "{{.HostConfig.ReadonlyRootfs}}", started.id) == "true"
             sentence = "the meeting has been moved to three thirty on thursday afternoon"
-            pcm = speak(sentence, "rms", tmp_path)
+            pcm = speak(sentence, "slt", tmp_path)
             transcript = asyncio.run(stream(f"ws://{started.ip}:2700", pcm, frame_bytes=8000))
             assert transcript.close_code == 1000, started.logs()
-            assert jiwer.wer(sentence, transcript.text) <= 0.35, transcript.text
+            heard = re.sub(
+                r"[^a-z' ]", " ", transcript.text.lower().replace("3:30", "three thirty")
+            )
+            assert jiwer.wer(sentence, " ".join(heard.split())) <= 0.2, transcript.text
     finally:
         for path in [models, *models.rglob("*")]:
             path.chmod(0o755)
