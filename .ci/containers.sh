@@ -71,8 +71,8 @@ export DOCKER_CONFIG="$ROOT/.venv-tools/docker-config"
 "${PYTHON:-python3}" - <<EOF
 import os, socket, sys
 names = ["ENDPOINT", "ROUTER_GRPC", "ROUTER_HTTP", "INTERMEDIATE_JA_GRPC", "INTERMEDIATE_JA_HTTP",
-         "INTERMEDIATE_EN_GRPC", "INTERMEDIATE_EN_HTTP", "ENGINE_JA", "ENGINE_EN"]
-defaults = [8080, 50051, 8081, 50052, 8082, 50053, 8083, 2700, 2701]
+         "INTERMEDIATE_EN_GRPC", "INTERMEDIATE_EN_HTTP", "ENGINE_JA", "ENGINE_EN", "ENGINE_STUB"]
+defaults = [8080, 50051, 8081, 50052, 8082, 50053, 8083, 2700, 2701, 2702]
 busy = []
 for name, default in zip(names, defaults):
     port = int(os.environ.get(f"KIKIMIMI_PORT_{name}", default))
