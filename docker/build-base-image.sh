@@ -12,10 +12,12 @@
 # file system tarball is kept in $KIKIMIMI_BASE_CACHE so that a wiped daemon re-imports it
 # in seconds. FORCE=1 rebuilds from scratch.
 #
-# Usage: docker/build-base-image.sh [image-tag]   (default: python:3.11-slim)
+# Usage: docker/build-base-image.sh [image-tag]   (default: kikimimi/python-standin:3.11-bookworm)
+# The tag is the stand-in's own: the Dockerfiles' default is python:3.11-slim pinned by a
+# digest, which a local image cannot carry, so builds name the stand-in in BASE_IMAGE.
 set -euo pipefail
 
-IMAGE="${1:-${BASE_IMAGE:-python:3.11-slim}}"
+IMAGE="${1:-kikimimi/python-standin:3.11-bookworm}"
 SUITE="${DEBIAN_SUITE:-bookworm}"
 CACHE_DIR="${KIKIMIMI_BASE_CACHE:-/var/cache/kikimimi}"
 TARBALL="${CACHE_DIR}/base-${SUITE}-python3-rootfs.tar"

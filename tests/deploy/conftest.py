@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ OVERLAYS = ("dev", "prod")
 TOOLS_VENV = Path(os.environ.get("KIKIMIMI_TOOLS_VENV", ROOT / ".venv-tools"))
 # The GKE minor version the manifests target (kubernetes-validate schemas).
 KUBERNETES_VERSION = "1.34.0"
+# The labels of same-namespace monitoring, which may scrape the HTTP ports.
+MONITORING_PEER = {"app.kubernetes.io/component": "monitoring"}
 
 Manifest = dict[str, Any]
 
@@ -70,11 +73,27 @@ class Rendered:
     def of_kind(self, kind: str) -> list[Manifest]:
         return [d for d in self.docs if d["kind"] == kind]
 
+    def workloads(self) -> list[Manifest]:
+        """The Deployments of the kikimimi tiers (warm-spare placeholders left out)."""
+        return [d for d in self.of_kind("Deployment") if not is_placeholder(d)]
+
+    def placeholders(self) -> list[Manifest]:
+        """The warm-spare Deployments (components/warm-spare)."""
+        return [d for d in self.of_kind("Deployment") if is_placeholder(d)]
+
     def get(self, kind: str, name: str) -> Manifest:
         for doc in self.of_kind(kind):
             if doc["metadata"]["name"] == name:
                 return doc
         raise AssertionError(f"{self.name}: no {kind} named {name}")
+
+
+WARM_SPARE_PRIORITY_CLASS = "kikimimi-warm-spare"
+
+
+def is_placeholder(deployment: Manifest) -> bool:
+    spec = deployment["spec"]["template"]["spec"]
+    return bool(spec.get("priorityClassName") == WARM_SPARE_PRIORITY_CLASS)
 
 
 _cache: dict[str, Rendered] = {}
@@ -120,7 +139,16 @@ def compose_config() -> dict[str, Any]:
     """docker-compose.yaml as compose resolves it (interpolated, anchors merged)."""
     if not _compose:
         result = run(
-            [tool("docker-compose"), "--profile", "vosk", "config", "--format", "json"],
+            [
+                tool("docker-compose"),
+                "--profile",
+                "vosk",
+                "--profile",
+                "stub",
+                "config",
+                "--format",
+                "json",
+            ],
             timeout=60,
             cwd=ROOT,
             env=compose_env(),
@@ -135,3 +163,22 @@ def pod_containers(workload: Manifest) -> list[Manifest]:
     """Every container of a workload's pod template, native sidecars included."""
     spec = workload["spec"]["template"]["spec"]
     return list(spec.get("initContainers", [])) + list(spec["containers"])
+
+
+# Image (without registry and tag) → the Settings class of the service it runs.
+SETTINGS = {
+    "endpoint": "services.endpoint.config",
+    "router": "services.router.config",
+    "intermediate": "services.intermediate.config",
+    "engine": "services.engine.config",
+    "engine-stub": "engine_stub.config",
+}
+
+
+def service_of_image(image: str) -> str:
+    """`asia-…/kikimimi/engine-stub:0.1.0` → `engine-stub`; vosk images → `vosk`."""
+    name = re.sub(r"[:@].*$", "", image).rsplit("/", 1)[-1]
+    if "kaldi" in name:
+        return "vosk"
+    assert name in SETTINGS, f"unknown image {image}"
+    return name

@@ -19,8 +19,8 @@ SKIPS = {
     # a registry round trip when a slow-starting engine pod restarts, and lets dev clusters
     # use side-loaded images.
     "CKV_K8S_15": "Image Pull Policy should be Always",
-    # FROM ${BASE_IMAGE}: checkov cannot see through the ARG, whose default is the version
-    # tag python:3.11-slim (checked by test_containers_offline.py).
+    # FROM ${BASE_IMAGE}: checkov cannot see through the ARG, whose default is
+    # python:3.11-slim pinned by digest (checked by test_containers_offline.py).
     "CKV_DOCKER_7": "Ensure the base image uses a non latest version tag",
 }
 

@@ -6,15 +6,19 @@ They need the stack, so they are marked `compose`, which plain `make test` desel
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
 from pathlib import Path
+from typing import Any
 
 import httpx
+import jiwer
 import pytest
 
 from tests.client import mimi_headers, refusal, stream_session
+from tests.engine.engine_helpers import speak
 
 pytestmark = pytest.mark.compose
 
@@ -60,14 +64,35 @@ async def test_stack_refuses_a_session_without_a_token(endpoint: tuple[str, str]
     assert headers["www-authenticate"].startswith("Bearer")
 
 
-@pytest.mark.timeout(90)
-async def test_english_goes_through_the_pocketsphinx_engine(endpoint: tuple[str, str]) -> None:
-    """An English session is decoded by the real engine: dictionary words, close 1000."""
+def asr_text(finished: dict[str, Any]) -> str:
+    return "".join(w["result"] for w in finished["response"]) if finished.get("response") else ""
+
+
+@pytest.mark.timeout(150)
+async def test_japanese_goes_through_the_whisper_engine(endpoint: tuple[str, str]) -> None:
+    """The Japanese fixture comes back from the Whisper engine close to production's text."""
     url, token = endpoint
     audio = (FIXTURES / "ja-chotto-osoi-chushoku.raw").read_bytes()
-    result = await stream_session(url, audio, mimi_headers("asr", "en", token=token))
+    expected = json.loads((FIXTURES / "ja-chotto-osoi-chushoku.expected.json").read_text())
+    result = await stream_session(url, audio, mimi_headers("asr", "ja", token=token), within=120)
     assert result.close_code == 1000
-    words = [w["result"] for w in result.finished["response"]]
-    # engine_stub would answer with its byte count and digest, not with English words.
-    assert words
-    assert all(re.fullmatch(r"[a-z'.-]+(\(\d\))?", w) for w in words), words
+    text = asr_text(result.finished)
+    # engine_stub would answer with its byte count and digest.
+    assert "sha256" not in text
+    strip = str.maketrans("", "", "、。 ")
+    assert jiwer.cer(expected["text"].translate(strip), text.translate(strip)) <= 0.2, text
+
+
+@pytest.mark.timeout(150)
+async def test_english_goes_through_the_whisper_engine(
+    endpoint: tuple[str, str], tmp_path: Path
+) -> None:
+    """English speech (flite) is recognised by the Whisper engine with a low word error rate."""
+    url, token = endpoint
+    sentence = "the meeting has been moved to three thirty on thursday afternoon"
+    audio = speak(sentence, "slt", tmp_path)
+    result = await stream_session(url, audio, mimi_headers("asr", "en", token=token), within=120)
+    assert result.close_code == 1000
+    words = " ".join(w["result"] for w in result.finished["response"])
+    heard = re.sub(r"[^a-z' ]", " ", words.lower().replace("3:30", "three thirty"))
+    assert jiwer.wer(sentence, " ".join(heard.split())) <= 0.25, words

@@ -11,6 +11,11 @@ import pytest
 from tests.deploy.conftest import ROOT, compose_config, compose_env, run, tool
 
 DOCKERFILES = sorted((ROOT / "docker").glob("*.Dockerfile"))
+# The production base image: python:3.11-slim pinned by the digest of its multi-platform
+# index (docs/deploy.md, "Images"). One value in every Dockerfile.
+PINNED_BASE = (
+    "python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7"
+)
 # Every service package with a __main__ gets an image.
 SERVICES = {"endpoint", "router", "intermediate", "engine", "engine-stub"}
 # What compose publishes on 127.0.0.1 by default (config/ports.txt).
@@ -21,6 +26,7 @@ PUBLISHED = {
     "intermediate-en": {50053, 8083},
     "engine-ja": {2700},
     "engine-en": {2701},
+    "engine-stub": {2702},
     "vosk-ja": {2710},
     "vosk-en": {2711},
 }
@@ -48,10 +54,10 @@ def test_hadolint_passes() -> None:
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
 def test_dockerfile_follows_the_house_rules(path: Path) -> None:
-    """BASE_IMAGE arg, no syntax line, multi-stage, numeric non-root USER, exec-form CMD."""
+    """Pinned BASE_IMAGE arg, no syntax line, multi-stage, non-root USER, exec-form CMD."""
     text = path.read_text()
     assert not re.search(r"(?im)^#\s*syntax=", text)
-    assert re.search(r"(?m)^ARG BASE_IMAGE=python:3\.11-slim$", text)
+    assert re.search(rf"(?m)^ARG BASE_IMAGE={re.escape(PINNED_BASE)}$", text)
     parts = stages(text)
     assert len(parts) == 2
     assert parts[0].startswith("FROM ${BASE_IMAGE} AS builder")
@@ -171,3 +177,12 @@ def test_vosk_env_file_switches_the_engines() -> None:
     assert {"vosk-ja", "vosk-en"} <= set(services)
     assert services["intermediate-ja"]["environment"]["INTERMEDIATE_ENGINES"] == "ws://vosk-ja:2700"
     assert services["intermediate-en"]["environment"]["INTERMEDIATE_ENGINES"] == "ws://vosk-en:2700"
+
+
+@pytest.mark.timeout(60)
+def test_compose_builds_on_the_pinned_base_unless_told_otherwise() -> None:
+    """Compose passes BASE_IMAGE only when set, so the Dockerfiles' digest is the default."""
+    for name, service in compose_config()["services"].items():
+        if "build" in service:
+            assert service["build"].get("args", {}).get("BASE_IMAGE") is None, name
+    assert PINNED_BASE in (ROOT / "docs/deploy.md").read_text()

@@ -10,6 +10,7 @@ import pytest
 
 from tests.deploy.conftest import (
     KUBERNETES_VERSION,
+    MONITORING_PEER,
     ROOT,
     Manifest,
     Rendered,
@@ -50,6 +51,10 @@ def is_custom(doc: Manifest) -> bool:
     """A kind of a GKE CRD (its API group is not a Kubernetes one)."""
     group = doc["apiVersion"].rpartition("/")[0]
     return "." in group and not group.endswith(".k8s.io")
+
+
+def ingress_paths(ingress: Manifest) -> list[Manifest]:
+    return [p for rule in ingress["spec"].get("rules", []) for p in rule["http"]["paths"]]
 
 
 def labels_match(selector: dict[str, str], labels: dict[str, str]) -> bool:
@@ -123,7 +128,7 @@ def test_schemas_reject_unknown_fields() -> None:
 @pytest.mark.timeout(30)
 def test_selectors_match_pod_labels(overlay: Rendered) -> None:
     """Deployment, Service, PDB, NetworkPolicy and PodMonitoring selectors each select pods."""
-    deployments = overlay.of_kind("Deployment")
+    deployments = overlay.workloads()
     assert {d["metadata"]["name"] for d in deployments} == set(WORKLOADS)
     for d in deployments:
         selector = d["spec"]["selector"]["matchLabels"]
@@ -152,6 +157,8 @@ def test_selectors_match_pod_labels(overlay: Rendered) -> None:
             for peer in rule.get("from", []) + rule.get("to", []):
                 if "podSelector" in peer and "namespaceSelector" not in peer:
                     peer_sel = peer["podSelector"]["matchLabels"]
+                    if peer_sel == MONITORING_PEER:
+                        continue  # the namespace's own monitoring, not a kikimimi tier
                     assert any(labels_match(peer_sel, pod_labels(d)) for d in deployments), peer
     for monitor in overlay.of_kind("PodMonitoring"):
         sel = monitor["spec"]["selector"]["matchLabels"]
@@ -168,7 +175,7 @@ def test_references_resolve(overlay: Rendered) -> None:
     assert {
         h["spec"]["scaleTargetRef"]["name"] for h in overlay.of_kind("HorizontalPodAutoscaler")
     } == set(WORKLOADS)
-    for d in overlay.of_kind("Deployment"):
+    for d in overlay.workloads():
         spec = d["spec"]["template"]["spec"]
         assert ("ServiceAccount", spec["serviceAccountName"]) in names
         for volume in spec["volumes"]:
@@ -189,7 +196,7 @@ def test_references_resolve(overlay: Rendered) -> None:
 @pytest.mark.timeout(30)
 def test_probe_and_service_ports_exist_in_containers(overlay: Rendered) -> None:
     """Every probe and Service targetPort names a port that its container declares."""
-    for d in overlay.of_kind("Deployment"):
+    for d in overlay.workloads():
         for container in pod_containers(d):
             ports = container.get("ports", [])
             known = {p["name"] for p in ports} | {p["containerPort"] for p in ports}
@@ -219,7 +226,7 @@ def test_probe_and_service_ports_exist_in_containers(overlay: Rendered) -> None:
 @pytest.mark.timeout(30)
 def test_every_workload_has_probes_and_a_hardened_security_context(overlay: Rendered) -> None:
     """Each container has startup, readiness and liveness probes and the restricted context."""
-    for d in overlay.of_kind("Deployment"):
+    for d in overlay.workloads():
         pod = d["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -241,7 +248,7 @@ def test_every_workload_has_probes_and_a_hardened_security_context(overlay: Rend
 @pytest.mark.timeout(30)
 def test_grace_period_outlasts_prestop_and_drain(overlay: Rendered) -> None:
     """terminationGracePeriodSeconds exceeds the preStop pause plus the drain deadline."""
-    for d in overlay.of_kind("Deployment"):
+    for d in overlay.workloads():
         pod = d["spec"]["template"]["spec"]
         main = pod["containers"][0]
         pause = main["lifecycle"]["preStop"]["sleep"]["seconds"]
@@ -256,7 +263,7 @@ def test_every_workload_has_an_hpa_and_a_pdb(overlay: Rendered) -> None:
     pdbs = {p["metadata"]["name"] for p in overlay.of_kind("PodDisruptionBudget")}
     assert hpas == set(WORKLOADS)
     assert pdbs == set(WORKLOADS)
-    for d in overlay.of_kind("Deployment"):
+    for d in overlay.workloads():
         # The HPA owns the replica count; a fixed one would be reset by every apply.
         assert "replicas" not in d["spec"], d["metadata"]["name"]
 
@@ -281,14 +288,15 @@ def test_network_policies_allow_only_the_session_path(overlay: Rendered) -> None
 
     assert ingress_from("router") == {"endpoint"}
     assert ingress_from("intermediate") == {"router"}
-    assert ingress_from("endpoint") == {"*"}  # the public tier
+    # The endpoint's peers: test_exposure.py.
 
 
 @pytest.mark.timeout(30)
 def test_prod_exposes_the_endpoint_through_ingress_and_backendconfig(prod: Rendered) -> None:
     """prod: Ingress → NEG Service with a BackendConfig that keeps WebSockets open and drains."""
     ingress = prod.get("Ingress", "endpoint")
-    assert ingress["spec"]["defaultBackend"]["service"]["name"] == "endpoint"
+    backends = {p["backend"]["service"]["name"] for p in ingress_paths(ingress)}
+    assert backends == {"endpoint"}
     service = prod.get("Service", "endpoint")
     annotations = service["metadata"]["annotations"]
     assert json.loads(annotations["cloud.google.com/neg"]) == {"ingress": True}
@@ -314,7 +322,8 @@ def test_prod_mounts_versioned_models_read_only(prod: Rendered) -> None:
         models = [m for m in engine["volumeMounts"] if m["name"] == "models"]
         assert len(models) == 1
         assert models[0]["readOnly"] is True
-        assert re.fullmatch(r"(ja|en)/[\w.-]+", models[0]["subPath"]), models[0]
+        # NAME/VERSION on the model root (the layout of `kikimimi-models publish`).
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+", models[0]["subPath"]), models[0]
         assert any(m["name"] == "engine-scratch" for m in engine["volumeMounts"])
         # The intermediate itself never sees the models.
         assert all(m["name"] != "models" for m in pod["containers"][0]["volumeMounts"])
@@ -330,3 +339,34 @@ def test_endpoint_takes_tokens_from_a_secret(overlay: Rendered) -> None:
     assert env["ENDPOINT_TOKEN_FILE"].startswith(mount["mountPath"] + "/")
     volume = next(v for v in endpoint["volumes"] if v["name"] == "tokens")
     assert volume["secret"]["secretName"].startswith("endpoint-tokens")
+
+
+@pytest.mark.timeout(30)
+def test_each_model_version_is_named_once_in_the_overlay(prod: Rendered) -> None:
+    """An engine's model version is written in one line of k8s/ (its line in the overlay's
+    model-versions.yaml), so moving to a new model is a one-line reviewed diff."""
+    sources = list((ROOT / "k8s").rglob("*.yaml"))
+    mounted: dict[str, int] = {}
+    for name in ("intermediate-ja", "intermediate-en"):
+        engine = prod.get("Deployment", name)["spec"]["template"]["spec"]["initContainers"][0]
+        (mount,) = [m for m in engine["volumeMounts"] if m["name"] == "models"]
+        mounted[mount["subPath"]] = mounted.get(mount["subPath"], 0) + 1
+    for version, engines in mounted.items():
+        lines = [
+            f"{path.relative_to(ROOT)}: {line.strip()}"
+            for path in sources
+            for line in path.read_text().splitlines()
+            if version in line and not line.lstrip().startswith("#")
+        ]
+        assert len(lines) == engines, lines
+        assert all(line.startswith("k8s/overlays/prod/model-versions.yaml: ") for line in lines)
+    assert "MODEL-VERSION-SET-BY-THE-OVERLAY" not in prod.text
+
+
+@pytest.mark.timeout(10)
+def test_every_component_has_a_readme() -> None:
+    """Each kustomize component says what it adds and why, in its own README.md."""
+    components = [p for p in (ROOT / "k8s/components").iterdir() if p.is_dir()]
+    assert components
+    missing = [p.name for p in components if not (p / "README.md").is_file()]
+    assert not missing, missing

@@ -9,16 +9,16 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.conftest import ROOT, Rendered, compose_config, pod_containers, rendered
+from tests.deploy.conftest import (
+    ROOT,
+    SETTINGS,
+    Rendered,
+    compose_config,
+    pod_containers,
+    rendered,
+    service_of_image,
+)
 
-# Image (without registry and tag) → the Settings class of the service it runs.
-SETTINGS = {
-    "endpoint": "services.endpoint.config",
-    "router": "services.router.config",
-    "intermediate": "services.intermediate.config",
-    "engine": "services.engine.config",
-    "engine-stub": "engine_stub.config",
-}
 # Third-party engines: the variables vosk-server's websocket/asr_server.py reads.
 VOSK_VARIABLES = {
     "VOSK_SERVER_INTERFACE",
@@ -44,15 +44,6 @@ def settings_variables(service: str) -> set[str]:
     return {f"{prefix}{name}".upper() for name in settings.model_fields}
 
 
-def service_of_image(image: str) -> str:
-    """`asia-…/kikimimi/engine-stub:0.1.0` → `engine-stub`; vosk images → `vosk`."""
-    name = re.sub(r"[:@].*$", "", image).rsplit("/", 1)[-1]
-    if "kaldi" in name:
-        return "vosk"
-    assert name in SETTINGS, f"unknown image {image}"
-    return name
-
-
 def allowed(service: str) -> set[str]:
     return VOSK_VARIABLES if service == "vosk" else settings_variables(service)
 
@@ -63,7 +54,7 @@ def test_manifest_env_vars_are_settings(overlay_name: str) -> None:
     """Each env var a container of the overlay sets is a field of its service's Settings."""
     overlay: Rendered = rendered(overlay_name)
     unknown = []
-    for d in overlay.of_kind("Deployment"):
+    for d in overlay.workloads():
         for container in pod_containers(d):
             service = service_of_image(container["image"])
             names = {e["name"] for e in container.get("env", [])}
