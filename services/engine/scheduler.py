@@ -55,7 +55,7 @@ class Job:
     final: bool
 
 
-# (audio batch, fallback) → results; finals ask for the fallback of a looping decode.
+# (audio batch, final) → results: finals are decoded with more care (docs/engines.md).
 Decode = Callable[[Sequence[np.ndarray], bool], list[Decoded]]
 
 

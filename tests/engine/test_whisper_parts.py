@@ -279,8 +279,8 @@ class GatedDecode:
         self.gate = asyncio.Event()
         self._loop = asyncio.get_running_loop()
 
-    def __call__(self, batch: Sequence[np.ndarray], fallback: bool) -> list[Decoded]:
-        self.calls.append((fallback, len(batch)))  # in the order decodes start
+    def __call__(self, batch: Sequence[np.ndarray], final: bool) -> list[Decoded]:
+        self.calls.append((final, len(batch)))  # in the order decodes start
         asyncio.run_coroutine_threadsafe(self.gate.wait(), self._loop).result(timeout=10)
         return [_decoded("w") for _ in batch]
 
