@@ -65,6 +65,20 @@ def test_agreement_measures_committed_text_when_words_are_cut_differently() -> N
     assert "".join(shown) == "ちょっと遅い中職を取る"
 
 
+def test_agreement_finds_where_a_disagreeing_decode_goes_on() -> None:
+    """Seen on the fixture: a decode that heard そういちう食 for 遅い中職 (two characters more)
+    must not repeat the committed を取るため."""
+    agreement = LocalAgreement()
+    first = ["ちょっと", "遅", "い", "中", "職", "を", "取", "る", "ため"]
+    agreement.update(first, separator="")
+    agreement.update([*first, "フ", "ァ"], separator="")
+    shown = agreement.update(
+        ["ちょっと", "そう", "い", "ち", "う", "食", "を", "取", "る", "ため", "フ", "ァ", "ミ"],
+        separator="",
+    )
+    assert "".join(shown) == "ちょっと遅い中職を取るためファミ"
+
+
 # -- utterance cutting --------------------------------------------------------------------
 
 
