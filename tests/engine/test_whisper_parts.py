@@ -202,7 +202,11 @@ def test_finals_go_out_in_utterance_order() -> None:
 
 def test_partials_show_the_open_utterance_and_pending_ones() -> None:
     stream = _stream(partial_interval=0.5)
-    stream.feed(_tone(1.0))
+    stream.feed(_tone(0.3))
+    assert not stream.wants_partial()  # too short yet (with its 0.1 s of padding)
+    stream.feed(_tone(0.3))
+    assert stream.wants_partial()  # the first as soon as it is long enough
+    stream.feed(_tone(0.4))
     taken = stream.partial_audio()
     assert taken is not None
     utterance, _audio = taken
