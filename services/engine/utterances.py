@@ -150,7 +150,10 @@ class UtteranceStream:
         s = self.settings
         long_enough = self.received - utterance.start >= s.min_partial_audio * SAMPLE_RATE
         first = utterance.partial_at == utterance.start  # as soon as long enough
-        due = first or self.received - utterance.partial_at >= s.partial_interval * SAMPLE_RATE
+        # Each partial re-decodes the whole utterance, so a long one is re-decoded less often
+        # (every quarter of its length): its partials cost linearly, not quadratically.
+        interval = max(s.partial_interval * SAMPLE_RATE, (self.received - utterance.start) / 4)
+        due = first or self.received - utterance.partial_at >= interval
         return long_enough and due
 
     def partial_audio(self) -> tuple[Utterance, np.ndarray] | None:

@@ -217,6 +217,17 @@ def test_partials_show_the_open_utterance_and_pending_ones() -> None:
     assert stream.wants_partial()
 
 
+def test_long_utterances_are_re_decoded_less_often() -> None:
+    """Partials of a long utterance come every quarter of its length, not every second."""
+    stream = _stream(partial_interval=1.0)
+    stream.feed(_tone(12.0))
+    stream.partial_audio()  # a partial of 12 s of audio taken now
+    stream.feed(_tone(2.0))
+    assert not stream.wants_partial()  # 2 s later, 14 s long: due every 14 / 4 = 3.5 s
+    stream.feed(_tone(2.4))
+    assert stream.wants_partial()  # 4.4 s later, 16.4 s long: every 4.1 s
+
+
 def test_finish_closes_the_open_utterance_at_the_last_sample() -> None:
     stream = _stream()
     stream.feed(np.concatenate([_silence(0.5), _tone(1.0)]))
