@@ -11,6 +11,7 @@ answering the next frame, so no session's backlog grows without bound.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from services.engine.whisper_decoder import UNSPACED_LANGUAGES, WhisperDecoder
 log = logging.getLogger(__name__)
 
 MAX_UNDECODED = 4
+INT16_FULL_SCALE = 32768.0  # s16le samples → Whisper's float audio in [-1, 1)
 
 
 @dataclass(frozen=True)
@@ -78,12 +80,7 @@ class WhisperRecognition:
         self.vad = SileroVad()
         self.load_seconds = time.monotonic() - began
         separator = "" if spec.language in UNSPACED_LANGUAGES else " "
-        self.stream_settings = StreamSettings(
-            vad=spec.stream.vad,
-            partial_interval=spec.stream.partial_interval,
-            min_partial_audio=spec.stream.min_partial_audio,
-            separator=separator,
-        )
+        self.stream_settings = dataclasses.replace(spec.stream, separator=separator)
         self.scheduler = DecodeScheduler(
             self.decoder.decode, spec.parallel, spec.max_batch, _Stats(metrics)
         )
@@ -119,7 +116,7 @@ class WhisperSession:
         self._changed.set()
 
     def _feed(self, pcm: bytes) -> None:
-        samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+        samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / INT16_FULL_SCALE
         for utterance in self.stream.feed(samples):
             self._scheduler.submit_final(self, utterance)
         if self.stream.wants_partial():

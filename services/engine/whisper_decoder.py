@@ -124,20 +124,22 @@ class WhisperDecoder:
             return mel[:, :frames]
         return np.pad(mel, ((0, 0), (0, frames - mel.shape[1])))
 
-    def decode(self, batch: Sequence[np.ndarray], fallback: bool = False) -> list[Decoded]:
+    def decode(self, batch: Sequence[np.ndarray], final: bool = False) -> list[Decoded]:
         """Decode float32 16 kHz utterances (each ≤ 30 s) in one batch.
 
-        With `fallback`, an utterance whose decode loops is decoded again on Whisper's full
-        30 s window (slower, but it rarely loops there); else it comes back `repetitive`.
+        Finals use the configured beam, and an utterance whose decode still loops is decoded
+        again on Whisper's full 30 s window (slower, but it rarely loops there). Partials are
+        greedy, and a looping one comes back `repetitive`.
         """
-        decoded = self._decode(batch, self.margin)
-        if fallback:
+        beam = self.beam_size if final else 1
+        decoded = self._decode(batch, self.margin, beam)
+        if final:
             for index, result in enumerate(decoded):
                 if result.repetitive and self.margin < MAX_WINDOW_SECONDS:
-                    decoded[index] = self._decode([batch[index]], MAX_WINDOW_SECONDS)[0]
+                    decoded[index] = self._decode([batch[index]], MAX_WINDOW_SECONDS, beam)[0]
         return decoded
 
-    def _decode(self, batch: Sequence[np.ndarray], margin: float) -> list[Decoded]:
+    def _decode(self, batch: Sequence[np.ndarray], margin: float, beam: int) -> list[Decoded]:
         import ctranslate2
 
         if not batch:
@@ -152,7 +154,7 @@ class WhisperDecoder:
         results = self.model.model.generate(
             encoded,
             [self._prompt] * len(batch),
-            beam_size=self.beam_size,
+            beam_size=beam,
             max_length=min(len(self._prompt) + budget, self.model.max_length),
             return_no_speech_prob=True,
             suppress_blank=True,

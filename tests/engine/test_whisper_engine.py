@@ -193,6 +193,26 @@ async def test_frame_size_does_not_change_the_text(japanese: str) -> None:
     assert len(large.replies) == -(-len(JA_PCM) // 65536)
 
 
+async def test_pings_are_answered_while_finals_decode(japanese: str) -> None:
+    """The event loop is free during decodes: a ping sent with eof is answered before the
+    final segment, whose three utterances take the decoder far longer than a pong."""
+    pcm = (JA_PCM + bytes(32000)) * 3
+    async with connect(japanese, open_timeout=TIMEOUT) as ws, asyncio.timeout(6 * TIMEOUT):
+        for i in range(0, len(pcm), 65536):
+            await ws.send(pcm[i : i + 65536])
+            await ws.recv()
+        loop = asyncio.get_running_loop()
+        await ws.send(EOF_TEXT)
+        pong = await ws.ping()
+        final_task = asyncio.ensure_future(ws.recv())
+        await pong
+        ponged = loop.time()
+        final = json.loads(await final_task)
+        finalled = loop.time()
+        assert ponged < finalled
+        assert final["text"]
+
+
 async def test_capacity_is_refused_at_the_handshake(japanese: str) -> None:
     """Beyond ENGINE_CAPACITY sessions, HTTP 503; an eof without audio is an empty segment."""
     async with asyncio.timeout(TIMEOUT):
