@@ -10,7 +10,9 @@ from __future__ import annotations
 import numpy as np
 import soxr
 
+SAMPLE_RATE = 16000
 BYTES_PER_SAMPLE = 2
+PCM_BYTES_PER_SECOND = SAMPLE_RATE * BYTES_PER_SAMPLE  # 16-bit mono at 16 kHz
 
 
 class SampleFramer:
