@@ -65,6 +65,7 @@ class ShadowSession:
         self.backend = ""
         self._more = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._cancelled = False
 
     def begin(self) -> None:
         self._task = asyncio.create_task(self._run(), name="shadow")
@@ -84,7 +85,8 @@ class ShadowSession:
     def fail(self, reason: str) -> None:
         if not self.failure and self.finished is None:
             self.failure = reason
-        if self._task is not None:
+        if self._task is not None and not self._cancelled:
+            self._cancelled = True  # once: a second cancel would interrupt its cleanup
             self._task.cancel()
         self.queue.clear()
 
@@ -130,11 +132,13 @@ class ShadowSession:
         except grpc.aio.AioRpcError as exc:
             self.failure = f"the shadow failed: {exc.code().name}: {exc.details()}"
         finally:
+            # The bookkeeping before any await: a cancellation landing while this block
+            # waits for the writer would skip whatever comes after the wait.
+            call.cancel()
+            backend.outstanding -= 1
             if writer is not None:
                 writer.cancel()
                 await asyncio.gather(writer, return_exceptions=True)
-            call.cancel()
-            backend.outstanding -= 1
 
     async def _write(self, call: Call) -> None:
         while True:
