@@ -26,7 +26,7 @@ from services.intermediate.pool import EngineState, Pool
 log = logging.getLogger("services.intermediate")
 
 # The router watches the Recognizer service; "" is the whole server.
-HEALTH_SERVICES = ("", "kikimimi.v1.Recognizer")
+HEALTH_SERVICES = ("", grpc_util.RECOGNIZER_SERVICE)
 
 
 class HealthReporter:

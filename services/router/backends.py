@@ -29,7 +29,7 @@ from services.common.pb import recognizer_pb2_grpc as pb_grpc
 log = logging.getLogger(__name__)
 
 DNS_SCHEME = "dns:///"
-RECOGNIZER_SERVICE = "kikimimi.v1.Recognizer"
+RECOGNIZER_SERVICE = grpc_util.RECOGNIZER_SERVICE
 _WATCH_BACKOFF_MIN, _WATCH_BACKOFF_MAX = 0.2, 5.0
 
 # host, port → every "ip:port" the name has now (raises OSError when it cannot resolve).

@@ -116,9 +116,10 @@ class Router(pb_grpc.RecognizerServicer):
         await self.registry.apply(table.pools)
 
     async def drain(self) -> None:
-        """Refuse new sessions (NOT_SERVING, UNAVAILABLE) and let those in flight end."""
-        self.tracker.start_draining()
+        """Say NOT_SERVING (balancing clients move new sessions to other routers at once),
+        refuse what still comes (UNAVAILABLE), and let the sessions in flight end."""
         await self.health.enter_graceful_shutdown()
+        self.tracker.start_draining()
         await self.tracker.drain()
 
     async def close(self) -> None:
@@ -226,6 +227,16 @@ class Router(pb_grpc.RecognizerServicer):
         raise Draining("the router's drain deadline passed")
 
 
+def server_options(settings: Settings) -> list[tuple[str, int]]:
+    """Connections end after `max_connection_age` (grpc adds ±10 % jitter) so that clients
+    re-resolve; the sessions on them may run their whole deadline first."""
+    return [
+        *grpc_util.SERVER_OPTIONS,
+        ("grpc.max_connection_age_ms", int(settings.max_connection_age * 1000)),
+        ("grpc.max_connection_age_grace_ms", int(settings.session_deadline * 1000)),
+    ]
+
+
 def load_table_or_exit(settings: Settings) -> TableFile:
     try:
         loaded = read_table(settings.routes_file)
@@ -240,7 +251,7 @@ def load_table_or_exit(settings: Settings) -> TableFile:
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Run the router until `stop` is set, then drain and shut down."""
     loaded = load_table_or_exit(settings)
-    server = grpc.aio.server(options=grpc_util.SERVER_OPTIONS)
+    server = grpc.aio.server(options=server_options(settings))
     router = Router(settings, loaded, grpc_util.add_health(server))
     pb_grpc.add_RecognizerServicer_to_server(router, server)
     server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
