@@ -41,7 +41,7 @@ class HealthReporter:
         self._dirty.set()  # the first status after start is applied at once
         self._ready: bool | None = None  # the last readiness logged and counted
         self._sent: int | None = None  # the last gRPC health status set
-        pool.listeners.append(self.changed)
+        pool.on_change(self.changed)
 
     def changed(self) -> None:
         """Readiness may have changed: the sync task looks again."""

@@ -319,7 +319,7 @@ class Pool:
 
     def __init__(self, urls: list[str], settings: PoolSettings) -> None:
         self.targets = [EngineTarget(url, settings, self.changed) for url in urls]
-        self.listeners: list[Callable[[], None]] = []
+        self._listeners: list[Callable[[], None]] = []
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._turn = itertools.count()
@@ -328,8 +328,12 @@ class Pool:
         """Something that readiness or a waiting checkout depends on has changed."""
         self._changed.set()
         self._changed = asyncio.Event()
-        for listener in self.listeners:
+        for listener in self._listeners:
             listener()
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call `listener` whenever `changed()` is (readiness may have changed)."""
+        self._listeners.append(listener)
 
     def snapshot(self) -> list[dict[str, Any]]:
         return [t.snapshot() for t in self.targets]
