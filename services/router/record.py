@@ -9,6 +9,7 @@ CancelledError in the middle would skip the rest.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -23,7 +24,7 @@ from services.router.shadow import ShadowLauncher, ShadowSession
 
 
 class SessionRecord:
-    def __init__(self, log: Any, incoming: Iterable[Any] | None) -> None:
+    def __init__(self, log: logging.Logger, incoming: Iterable[Any] | None) -> None:
         self.log = log
         session_id_var.set(grpc_util.metadata_value(incoming, grpc_util.SESSION_ID_KEY))
         self.span = SessionSpan(
