@@ -13,7 +13,7 @@ import soxr
 # The rate of every internal hop and of the engines' models (16 kHz mono s16le).
 SAMPLE_RATE = 16000
 BYTES_PER_SAMPLE = 2
-PCM_BYTES_PER_SECOND = 32000  # 16-bit mono at SAMPLE_RATE
+PCM_BYTES_PER_SECOND = SAMPLE_RATE * BYTES_PER_SAMPLE
 
 
 class SampleFramer:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -13,6 +14,9 @@ SESSION_ID_KEY = "x-session-id"
 TRACEPARENT_KEY = "traceparent"
 SUPPORTED_LANGUAGES_KEY = "x-supported-languages"
 SUPPORTED_PROCESSES_KEY = "x-supported-processes"
+# The grpc.health.v1 service a client watches to know whether to send sessions ("" is the
+# whole server).
+RECOGNIZER_SERVICE = "kikimimi.v1.Recognizer"
 
 # Keepalive on both sides, so a dead peer is noticed within seconds even when a session
 # is silent; the limits stay above any audio frame the endpoint forwards (64 KiB).
@@ -31,6 +35,24 @@ SERVER_OPTIONS: Sequence[tuple[str, int]] = (
     ("grpc.http2.max_ping_strikes", 0),
     ("grpc.max_receive_message_length", 4 * 1024 * 1024),
 )
+
+
+def balanced_channel_options(address: str) -> list[tuple[str, Any]]:
+    """Channel options for `address`; for several servers (a headless Service
+    `dns:///name:port`, or `ipv4:a:port,b:port`), balance per stream over those whose
+    grpc.health.v1 says SERVING for RECOGNIZER_SERVICE: a server that drains (NOT_SERVING)
+    gets no new stream, and the channel re-resolves when a server ends a connection (the
+    router's max connection age), so servers added later get their share
+    (docs/architecture.md, "Drain")."""
+    options: list[tuple[str, Any]] = list(CHANNEL_OPTIONS)
+    if address.startswith(("dns:", "ipv4:", "ipv6:")):
+        config = {
+            "loadBalancingConfig": [{"round_robin": {}}],
+            "healthCheckConfig": {"serviceName": RECOGNIZER_SERVICE},
+        }
+        options.append(("grpc.service_config", json.dumps(config)))
+    return options
+
 
 # The end of a stream read with call.read(); grpc-stubs (1.53) does not know it yet.
 EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 import grpc
 
@@ -78,10 +77,8 @@ class BackendStream:
 
 class RouterClient:
     def __init__(self, address: str, deadline: float) -> None:
-        options: list[tuple[str, Any]] = list(grpc_util.CHANNEL_OPTIONS)
-        if address.startswith("dns:///"):
-            # A headless Service: balance per stream over every router pod.
-            options.append(("grpc.lb_policy_name", "round_robin"))
+        # Several routers (a headless Service): per stream over those that are SERVING.
+        options = grpc_util.balanced_channel_options(address)
         self.channel = grpc.aio.insecure_channel(address, options=options)
         self.stub = pb_grpc.RecognizerStub(self.channel)
         self.deadline = deadline

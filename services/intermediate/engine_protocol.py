@@ -1,4 +1,4 @@
-"""The engine protocol (DESIGN.md §4, vosk-server compatible), without I/O.
+"""The engine protocol, vosk-server's (docs/architecture.md, "Engine protocol"), no I/O.
 
 `EngineTranslator` is fed the engine's text replies and returns internal responses:
 partials, determined segments (times converted from seconds of the connection's audio to

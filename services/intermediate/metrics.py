@@ -116,7 +116,8 @@ class Metrics:
         )
         self.readiness_changes = Counter(
             "kikimimi_intermediate_readiness_changes_total",
-            "Times readiness (and gRPC health) changed after start-up, by the new state",
+            "Times /readiness changed after start-up, by the new state (capacity is not "
+            "readiness: a full pod stays ready and only gRPC health says NOT_SERVING)",
             ["ready"],
             registry=r,
         )

@@ -1,4 +1,4 @@
-"""The engine connection pool (DESIGN.md §5).
+"""The engine connection pool (docs/architecture.md, "Pools, health, balancing and failover").
 
 Per engine target: a capacity (sessions at once) and a number of warm idle connections.
 Every connection to an engine — busy with a session, idle and warm, or being opened —
@@ -137,7 +137,7 @@ class EngineTarget:
         """Open one engine connection within the connect timeout."""
         return await open_connection(self.url, self.settings.connect_timeout)
 
-    def take_idle(self) -> ClientConnection | None:
+    def _take_idle(self) -> ClientConnection | None:
         while self._idle:
             conn = self._idle.popleft()
             if conn.state is State.OPEN:
@@ -156,6 +156,32 @@ class EngineTarget:
     def _abort_idle(self) -> None:
         while self._idle:
             self._idle.popleft().transport.abort()
+
+    def checkout_idle(self) -> ClientConnection | None:
+        """A warm connection for a session, its slot taken; None when there is none."""
+        conn = self._take_idle()
+        if conn is None:
+            return None
+        self.busy += 1
+        self._on_change()
+        self.kick()  # open a replacement warm connection
+        return conn
+
+    async def open_for_session(self) -> ClientConnection | None:
+        """A new connection for a session, its slot held while connecting (so nobody else
+        overfills it); None when the engine failed to connect (the failure is recorded)."""
+        self.busy += 1
+        self._on_change()
+        try:
+            return await self.open()
+        except BaseException as exc:
+            self.busy -= 1
+            if not isinstance(exc, Exception):
+                self._on_change()
+                raise
+            self.connect_failures += 1
+            self._failed(f"connect failed: {describe(exc)}")
+            return None
 
     def release_slot(self) -> None:
         self.busy -= 1
@@ -293,7 +319,7 @@ class Pool:
 
     def __init__(self, urls: list[str], settings: PoolSettings) -> None:
         self.targets = [EngineTarget(url, settings, self.changed) for url in urls]
-        self.listeners: list[Callable[[], None]] = []
+        self._listeners: list[Callable[[], None]] = []
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._turn = itertools.count()
@@ -302,8 +328,12 @@ class Pool:
         """Something that readiness or a waiting checkout depends on has changed."""
         self._changed.set()
         self._changed = asyncio.Event()
-        for listener in self.listeners:
+        for listener in self._listeners:
             listener()
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call `listener` whenever `changed()` is (readiness may have changed)."""
+        self._listeners.append(listener)
 
     def snapshot(self) -> list[dict[str, Any]]:
         return [t.snapshot() for t in self.targets]
@@ -336,16 +366,13 @@ class Pool:
             if not any(t.state == EngineState.UP for t in self.targets):
                 raise NoEngineUp("no engine is up: " + self._reasons())
             for target in self._candidates():
-                conn = target.take_idle()
+                conn = target.checkout_idle()
                 if conn is not None:
-                    target.busy += 1
-                    self.changed()
-                    target.kick()  # open a replacement warm connection
                     return Lease(target, conn)
                 if target.connections < target.settings.capacity:
-                    lease = await self._open_for_session(target)
-                    if lease is not None:
-                        return lease
+                    conn = await target.open_for_session()
+                    if conn is not None:
+                        return Lease(target, conn)
                     break  # that engine failed; look again at the others
             else:  # every free slot is a warm connection still being opened: wait for it
                 remaining = deadline - loop.time()
@@ -354,21 +381,6 @@ class Pool:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(remaining):
                         await self._changed.wait()
-
-    async def _open_for_session(self, target: EngineTarget) -> Lease | None:
-        target.busy += 1  # the slot is held while connecting, so nobody else overfills it
-        self.changed()
-        try:
-            conn = await target.open()
-        except BaseException as exc:
-            target.busy -= 1
-            if isinstance(exc, Exception):
-                target.connect_failures += 1
-                target._failed(f"connect failed: {describe(exc)}")
-                return None
-            self.changed()
-            raise
-        return Lease(target, conn)
 
     def _reasons(self) -> str:
         return "; ".join(f"{t.url}: {t.state.value} ({t.reason})" for t in self.targets)

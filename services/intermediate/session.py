@@ -41,7 +41,7 @@ class EngineSession:
         start: pb.Start,
         engine_sample_rate: int,
         reply_timeout: float,
-        drain_expired: asyncio.Future[None],
+        drain_expired: asyncio.Event,
     ) -> None:
         self.conn = conn
         self.engine_sample_rate = engine_sample_rate
@@ -119,7 +119,7 @@ class EngineSession:
     async def _reply(self, forward: asyncio.Task[None]) -> str | bytes:
         """The engine's next reply, failing on a stuck engine, a failed forward or drain expiry."""
         while True:
-            if self.drain_expired.done():
+            if self.drain_expired.is_set():
                 raise Draining("the intermediate's drain deadline passed")
             if forward.done() and forward.exception() is not None:
                 raise forward.exception()  # type: ignore[misc]
@@ -143,8 +143,9 @@ class EngineSession:
         """Emit partials and segments as the engine answers, then one finished."""
         forward = asyncio.create_task(self._forward(requests), name="forward-audio")
         reader = asyncio.create_task(self._read_engine(), name="read-engine")
+        expiry = asyncio.create_task(self.drain_expired.wait(), name="drain-expired")
         forward.add_done_callback(self._wake)
-        self.drain_expired.add_done_callback(self._wake)
+        expiry.add_done_callback(self._wake)
         last_partial = ""
         try:
             while True:
@@ -166,7 +167,7 @@ class EngineSession:
                     await emit(self.translator.finished())
                     return
         finally:
-            self.drain_expired.remove_done_callback(self._wake)
-            forward.cancel()
-            reader.cancel()  # recv() is safe to cancel: no message is lost
-            await asyncio.gather(forward, reader, return_exceptions=True)
+            expiry.remove_done_callback(self._wake)
+            for task in (forward, reader, expiry):
+                task.cancel()  # recv() is safe to cancel: no message is lost
+            await asyncio.gather(forward, reader, expiry, return_exceptions=True)

@@ -7,7 +7,9 @@ Service) is re-resolved on an interval, so every pod becomes a backend of its ow
 sessions are balanced per stream instead of pinned to one HTTP/2 connection.
 
 A backend that leaves its pool (DNS answer changed, route table reloaded) is *retired*: it
-gets no new session, and its channel closes once the sessions it carries have ended.
+gets no new session, and its channel closes once the sessions it carries have ended. One
+that comes back before then is the same backend again, with the sessions it still carries:
+it does not look empty to the least-loaded choice and take a burst of new sessions.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from services.common.pb import recognizer_pb2_grpc as pb_grpc
 log = logging.getLogger(__name__)
 
 DNS_SCHEME = "dns:///"
-RECOGNIZER_SERVICE = "kikimimi.v1.Recognizer"
+RECOGNIZER_SERVICE = grpc_util.RECOGNIZER_SERVICE
 _WATCH_BACKOFF_MIN, _WATCH_BACKOFF_MAX = 0.2, 5.0
 
 # host, port → every "ip:port" the name has now (raises OSError when it cannot resolve).
@@ -86,6 +88,11 @@ class Backend:
         self.healthy = False
         if self._watch is not None:
             self._watch.cancel()
+
+    def revive(self) -> None:
+        """Back in its pool before it was closed: watch its health again, keep its count."""
+        self.retired = False
+        self.start()
 
     async def close(self) -> None:
         if self._watch is not None:
@@ -147,14 +154,27 @@ class BackendPool:
             resolved |= found
         return resolved
 
-    async def refresh(self) -> list[Backend]:
-        """Match the backends to what the addresses resolve to now; returns the retired ones."""
+    async def refresh(self, retired: list[Backend] | None = None) -> list[Backend]:
+        """Match the backends to what the addresses resolve to now; returns the retired ones.
+
+        An address that comes back while its retired backend is still open (in `retired`,
+        from which it is taken) is that backend again, with its session count.
+        """
         wanted = await self.resolve()
         for address in sorted(wanted - self.backends.keys()):
-            backend = Backend(address)
-            backend.start()
+            backend = self._returning(address, retired) or Backend(address)
+            if backend.retired:
+                backend.revive()
+                log.info(
+                    "backend %s returned to pool %s with %d sessions",
+                    address,
+                    self.name,
+                    backend.outstanding,
+                )
+            else:
+                backend.start()
+                log.info("backend %s joined pool %s", address, self.name)
             self.backends[address] = backend
-            log.info("backend %s joined pool %s", address, self.name)
         retired = []
         for address in sorted(set(self.backends) - wanted):
             backend = self.backends.pop(address)
@@ -162,6 +182,14 @@ class BackendPool:
             retired.append(backend)
             log.info("backend %s left pool %s", address, self.name)
         return retired
+
+    @staticmethod
+    def _returning(address: str, retired: list[Backend] | None) -> Backend | None:
+        for backend in retired or ():
+            if backend.address == address:
+                retired.remove(backend)  # type: ignore[union-attr]
+                return backend
+        return None
 
     def retire_all(self) -> list[Backend]:
         retired = list(self.backends.values())
@@ -195,7 +223,7 @@ class BackendRegistry:
                     pool.backends = current.backends  # refresh() adds and drops the difference
                     pool._turn = current._turn
                 self.pools[name] = pool
-            self.retired += await self.pools[name].refresh()
+            self.retired += await self.pools[name].refresh(self.retired)
         # Removed last and without awaiting: the old table never names a missing pool while
         # the caller switches tables.
         for name in set(self.pools) - pools.keys():
@@ -214,7 +242,7 @@ class BackendRegistry:
             await asyncio.sleep(self.resolve_interval)
             for pool in list(self.pools.values()):
                 try:
-                    self.retired += await pool.refresh()
+                    self.retired += await pool.refresh(self.retired)
                 except Exception:  # one pool's failure must not stop the others' refresh
                     log.exception("refreshing pool %s failed", pool.name)
             await self.close_idle_retired()

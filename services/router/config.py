@@ -31,6 +31,9 @@ class Settings(ServiceSettings):
     # The deadline of every backend call: longer than the longest session the endpoint allows.
     session_deadline: float = Field(1200.0, gt=0)
     drain_seconds: float = Field(30.0, ge=0)
+    # Every connection to the router is ended (GOAWAY) after this long, sessions on it
+    # finishing first: the endpoints' channels then re-resolve and find routers added since.
+    max_connection_age: float = Field(60.0, gt=0)
     # Shadow traffic: audio waiting for a shadow beyond this drops the shadow (not the client).
     shadow_queue_seconds: float = Field(10.0, gt=0)
     # How long a shadow may take to finish after its primary did before it counts as failed.

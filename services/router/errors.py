@@ -1,4 +1,9 @@
-"""The router's error model, and its one mapping to gRPC status codes."""
+"""The router's error model, and its one mapping to gRPC status codes.
+
+Each error names the `outcome` it gives a session: the `outcome` label of
+`kikimimi_router_sessions_total` and the session summary log line (snake_case, as in every
+tier).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ RETRYABLE_MID_SESSION = frozenset({grpc.StatusCode.UNAVAILABLE})
 
 class RouterError(Exception):
     status = grpc.StatusCode.INTERNAL
+    outcome = "internal_error"
 
     def __init__(self, message: str, metadata: tuple[tuple[str, str], ...] = ()) -> None:
         super().__init__(message)
@@ -19,26 +25,32 @@ class RouterError(Exception):
 
 class BadStart(RouterError):
     status = grpc.StatusCode.INVALID_ARGUMENT
+    outcome = "bad_start"
 
 
 class NoRoute(RouterError):
     """No route for (process, language); metadata lists the supported languages."""
 
     status = grpc.StatusCode.NOT_FOUND
+    outcome = "no_route"
 
 
 class NoBackend(RouterError):
     """No healthy backend could take the session (retry later)."""
 
     status = grpc.StatusCode.UNAVAILABLE
+    outcome = "no_backend"
 
 
 class Draining(RouterError):
     status = grpc.StatusCode.UNAVAILABLE
+    outcome = "draining"
 
 
 class BackendFailed(RouterError):
     """A backend's error that could not be hidden; keeps the backend's status code."""
+
+    outcome = "backend_failed"
 
     def __init__(self, status: grpc.StatusCode, message: str) -> None:
         super().__init__(message)

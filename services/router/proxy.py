@@ -84,6 +84,9 @@ class ProxySession:
             ) from None
         except grpc.aio.AioRpcError as exc:
             raise BackendFailed(exc.code(), exc.details() or exc.code().name) from exc
+        except BaseException:  # cancelled: the backend must not keep a session for nobody
+            call.cancel()
+            raise
         if reply is grpc_util.EOF:
             await self._raise_call_status(call)
         assert isinstance(reply, pb.RecognizeResponse)
@@ -111,8 +114,12 @@ class ProxySession:
             backend.outstanding += 1
             try:
                 call, accepted = await self._open(backend)
-            except BackendFailed as exc:
+            except BaseException as exc:
+                # Every way out gives the slot back, cancellation included (the endpoint's
+                # accept timeout fires while a backend is still being tried).
                 backend.outstanding -= 1
+                if not isinstance(exc, BackendFailed):
+                    raise
                 log.warning(
                     "backend %s refused the session: %s",
                     backend.address,

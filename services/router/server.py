@@ -1,26 +1,27 @@
-"""Wiring of the router: the routing Recognizer, route table reloads, HTTP health, drain."""
+"""Wiring of the router: the routing Recognizer servicer and `serve()`.
+
+The concerns live apart: the route table file in table.py, backends and their health in
+backends.py, one session's relay and failover in proxy.py, its accounting in record.py,
+shadows in shadow.py, /readiness and gauges in status.py, the drain in
+services.common.sessions (docs/architecture.md, "Drain").
+"""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import random
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from starlette.applications import Starlette
 
 from services.common import grpc_util
-from services.common.http_server import health_app, serve_http
-from services.common.lifecycle import wait_for_sessions
-from services.common.logs import session_id_var, summary
+from services.common.audio import BYTES_PER_SAMPLE, SAMPLE_RATE
+from services.common.http_server import serve_http
 from services.common.pb import recognizer_pb2 as pb
 from services.common.pb import recognizer_pb2_grpc as pb_grpc
-from services.common.tracing import SessionSpan
-from services.router.backends import RECOGNIZER_SERVICE, BackendRegistry
+from services.common.sessions import SessionTracker
+from services.router.backends import RECOGNIZER_SERVICE, BackendPool, BackendRegistry
 from services.router.config import Settings
 from services.router.errors import (
     RETRYABLE_AT_START,
@@ -32,9 +33,11 @@ from services.router.errors import (
 )
 from services.router.metrics import Metrics
 from services.router.proxy import ProxySession, ProxySettings
-from services.router.routes import Route as TableRoute
-from services.router.routes import RouteTable, RouteTableError, parse_route_table
-from services.router.shadow import ShadowSession, ShadowSettings, settle
+from services.router.record import SessionRecord
+from services.router.routes import Route, RouteTable
+from services.router.shadow import ShadowLauncher
+from services.router.status import RouterStatus
+from services.router.table import TableFile, TableWatcher, read_table
 
 log = logging.getLogger("services.router")
 
@@ -42,6 +45,9 @@ START_TIMEOUT_SECONDS = 10.0
 # How long a cancelled helper task of a session may take to finish: grpc's aio writes do
 # not always give way to cancellation at once, and a session must never hang on one.
 CANCEL_GRACE_SECONDS = 2.0
+HEALTH_SERVICES = ("", RECOGNIZER_SERVICE)
+
+Context = grpc.aio.ServicerContext[pb.RecognizeRequest, pb.RecognizeResponse]
 
 
 async def settle_cancelled(*tasks: asyncio.Task[Any]) -> None:
@@ -51,230 +57,153 @@ async def settle_cancelled(*tasks: asyncio.Task[Any]) -> None:
         log.warning("task %s did not stop within %g s", task.get_name(), CANCEL_GRACE_SECONDS)
 
 
+async def read_start(requests: AsyncIterator[pb.RecognizeRequest]) -> pb.Start:
+    try:
+        first = await asyncio.wait_for(anext(requests), START_TIMEOUT_SECONDS)
+    except (StopAsyncIteration, TimeoutError):
+        raise BadStart("no start message") from None
+    if first.WhichOneof("request") != "start":
+        raise BadStart("the first message of a session must be start")
+    return first.start
+
+
+def no_route(table: RouteTable, start: pb.Start) -> NoRoute:
+    languages = table.languages(start.process)
+    if not languages:
+        supported = ", ".join(table.processes())
+        return NoRoute(
+            f"unknown process {start.process!r}; supported: {supported}",
+            ((grpc_util.SUPPORTED_PROCESSES_KEY, ",".join(table.processes())),),
+        )
+    return NoRoute(
+        f"language {start.language!r} is not supported for {start.process}; "
+        f"supported: {', '.join(languages)}",
+        ((grpc_util.SUPPORTED_LANGUAGES_KEY, ",".join(languages)),),
+    )
+
+
 class Router(pb_grpc.RecognizerServicer):
-    def __init__(self, settings: Settings, table: RouteTable) -> None:
+    def __init__(self, settings: Settings, loaded: TableFile, health: Any) -> None:
         self.settings = settings
-        self.table = table
-        self.table_digest = ""
-        self.registry = BackendRegistry(settings.resolve_interval)
+        self.health = health
         self.metrics = Metrics()
-        self.health_servicer: Any = None
-        self.draining = False
-        self.drain_expired = asyncio.Event()
-        self.active = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self.table_error = ""  # why the file on disk was rejected, while it is
-        self.shadows: set[asyncio.Task[None]] = set()  # settling shadow sessions
-        self.shadow_count = 0  # shadows streaming or settling
+        self.tables = TableWatcher(settings.routes_file, loaded, self.metrics)
+        self.registry = BackendRegistry(settings.resolve_interval)
+        self.tracker = SessionTracker(
+            drain_seconds=settings.drain_seconds,
+            draining_gauge=self.metrics.draining,
+            active_gauge=self.metrics.active,
+        )
+        self.shadows = ShadowLauncher(settings, self.registry, self.metrics)
+        self.status = RouterStatus(
+            self.tables, self.registry, self.tracker, self.shadows, self.metrics
+        )
+        self._reload: asyncio.Task[None] | None = None
 
-    # -- route table -----------------------------------------------------------------
-    def read_table(self) -> tuple[RouteTable, str]:
-        text = self.settings.routes_file.read_text()
-        digest = hashlib.sha256(text.encode()).hexdigest()
-        return parse_route_table(text, str(self.settings.routes_file)), digest
-
-    async def reload_forever(self) -> None:
-        """Re-read the route table when the file changes; a bad file keeps the old table."""
-        while True:
-            await asyncio.sleep(self.settings.reload_interval)
-            try:
-                text = self.settings.routes_file.read_text()
-            except OSError as exc:
-                log.error("cannot read route table, keeping the old one: %s", exc)
-                continue
-            digest = hashlib.sha256(text.encode()).hexdigest()
-            if digest == self.table_digest:
-                continue
-            self.table_digest = digest  # a rejected file is reported once, not every interval
-            try:
-                table = parse_route_table(text, str(self.settings.routes_file))
-            except RouteTableError as exc:
-                self.table_error = str(exc)
-                self.metrics.reloads.labels("rejected").inc()
-                self.metrics.table_ok.set(0)
-                log.error("route table rejected, keeping the old one:\n%s", exc)
-                continue
-            # Pools first: a route never points at a pool the registry does not have.
-            await self.registry.apply(table.pools)
-            self.table, self.table_error = table, ""
-            self.metrics.reloads.labels("applied").inc()
-            self.metrics.table_ok.set(1)
-            log.info("route table reloaded", extra={"routes": len(table.routes)})
-
-    # -- sessions --------------------------------------------------------------------
-    def _proxy_settings(self, start: pb.Start) -> ProxySettings:
-        rate = start.audio.sample_rate_hz or 16000
-        return ProxySettings(
-            accept_timeout=self.settings.accept_timeout,
-            start_attempts=self.settings.start_attempts,
-            max_failovers=self.settings.max_failovers,
-            buffer_bytes=int(self.settings.failover_buffer_seconds * rate * 2),
-            deadline=self.settings.session_deadline,
+    # -- lifecycle -------------------------------------------------------------------
+    async def start(self) -> None:
+        """Resolve the pools, say SERVING, and follow the route table file and DNS."""
+        await self.registry.apply(self.tables.table.pools)
+        self.registry.start()
+        for service in HEALTH_SERVICES:
+            await self.health.set(service, grpc_util.SERVING)
+        self._reload = asyncio.create_task(
+            self.tables.watch(self.settings.reload_interval, self._apply_table),
+            name="reload-routes",
         )
 
+    async def _apply_table(self, table: RouteTable) -> None:
+        await self.registry.apply(table.pools)
+
+    async def drain(self) -> None:
+        """Say NOT_SERVING (balancing clients move new sessions to other routers at once),
+        refuse what still comes (UNAVAILABLE), and let the sessions in flight end."""
+        await self.health.enter_graceful_shutdown()
+        self.tracker.start_draining()
+        await self.tracker.drain()
+
+    async def close(self) -> None:
+        if self._reload is not None:
+            self._reload.cancel()
+            await asyncio.gather(self._reload, return_exceptions=True)
+        await self.shadows.cancel_all()
+        await self.registry.close()
+
+    # -- sessions --------------------------------------------------------------------
     # grpc's reader/writer style (context.write); the generated stubs know only generators.
     async def Recognize(  # type: ignore[override]
-        self,
-        request_iterator: AsyncIterator[pb.RecognizeRequest],
-        context: grpc.aio.ServicerContext[pb.RecognizeRequest, pb.RecognizeResponse],
+        self, request_iterator: AsyncIterator[pb.RecognizeRequest], context: Context
     ) -> None:
         """One session. A coroutine, not a generator: when the caller goes away, grpc cancels
         it and every `finally` runs at once (an abandoned generator is only finalised by the
         garbage collector, leaking its backend's session count until then)."""
-        incoming = context.invocation_metadata()
-        session_id_var.set(grpc_util.metadata_value(incoming, grpc_util.SESSION_ID_KEY))
-        span = SessionSpan(
-            "router",
-            grpc_util.metadata_value(incoming, grpc_util.TRACEPARENT_KEY),
-            session_id_var.get(),
-        )
-        # What every backend call carries on: the session id and this tier's trace span.
-        metadata: tuple[tuple[str, str], ...] = ((grpc_util.SESSION_ID_KEY, session_id_var.get()),)
-        if span.traceparent:
-            metadata += ((grpc_util.TRACEPARENT_KEY, span.traceparent),)
-        began = time.monotonic()
-        outcome, route_label, language = "ok", "none", ""
-        proxy: ProxySession | None = None
-        shadow: ShadowSession | None = None
-        delivered: list[pb.Finished] = []  # the final result, once the caller has it
-        self.active += 1
-        self._idle.clear()
-        self.metrics.active.inc()
-        pump: asyncio.Task[None] | None = None
-        try:
-            if self.draining:
-                raise Draining("the router is draining")
+        record = SessionRecord(log, context.invocation_metadata())
+        with self.tracker.session():
             try:
-                first = await asyncio.wait_for(anext(request_iterator), START_TIMEOUT_SECONDS)
-            except (StopAsyncIteration, TimeoutError):
-                raise BadStart("no start message") from None
-            if first.WhichOneof("request") != "start":
-                raise BadStart("the first message of a session must be start")
-            start = first.start
-            language = start.language
-            if not session_id_var.get():
-                session_id_var.set(start.session_id)
-                metadata = ((grpc_util.SESSION_ID_KEY, start.session_id), *metadata[1:])
-            route = self.table.lookup(start.process, start.language)
-            if route is None:
-                raise self._no_route(start)
-            route_label = f"{route.process}/{route.language}"
-            pool = self.registry.pools.get(route.pool)
-            if pool is None:  # only while a reload swaps tables
-                raise NoBackend(f"pool {route.pool} is being reloaded")
-            proxy = ProxySession(start, pool, self._proxy_settings(start), metadata)
-            accepted = await proxy.connect(RETRYABLE_AT_START)
-            shadow = self._maybe_shadow(route, start, metadata)
-            if shadow is not None:
-                proxy.mirror = shadow.offer
-                shadow.begin()
-            await context.write(pb.RecognizeResponse(accepted=accepted))
-            pump = asyncio.create_task(proxy.pump_client(request_iterator), name="pump")
-            await self._relay_until_drain_expires(proxy, context, delivered)
-        except RouterError as exc:
-            outcome = type(exc).__name__
-            self.metrics.errors.labels(exc.status.name).inc()
-            if exc.metadata:
-                context.set_trailing_metadata(exc.metadata)
-            await context.abort(exc.status, str(exc))
-        except asyncio.CancelledError:
-            # The caller may hang up as soon as it has the final result: that is success.
-            outcome = "ok" if delivered else "cancelled"
-            raise
-        finally:
-            # No await before the bookkeeping: grpc may cancel this task again while it
-            # cleans up (the caller hangs up as soon as it has the final result), and a
-            # CancelledError in here would skip the counts below and leak the session.
-            if pump is not None:
-                pump.cancel()
-            if shadow is not None:
-                self._settle_later(
-                    shadow, delivered[0] if delivered else None, language, route_label
-                )
-            if proxy is not None:
-                proxy.close()
-                self.metrics.retries.labels(route_label).inc(proxy.retries)
-                self.metrics.failovers.labels(route_label).inc(proxy.failovers)
-                for address in proxy.used:
-                    self.metrics.backend_sessions.labels(route_label, address).inc()
-            self.active -= 1
-            self.metrics.active.dec()
-            if self.active == 0:
-                self._idle.set()
-            self.metrics.sessions.labels(route_label, outcome).inc()
-            span.set(route=route_label, failovers=proxy.failovers if proxy else 0)
-            span.end(outcome)
-            summary(
-                log,
-                outcome=outcome,
-                route=route_label,
-                backend=proxy.accepted_by if proxy else "",
-                backends=proxy.used if proxy else [],
-                retries=proxy.retries if proxy else 0,
-                failovers=proxy.failovers if proxy else 0,
-                shadow=shadow.backend if shadow else None,
-                duration_s=round(time.monotonic() - began, 3),
-            )
-            if pump is not None:
-                await settle_cancelled(pump)
+                await self._serve(record, request_iterator, context)
+            except RouterError as exc:
+                record.outcome = exc.outcome
+                self.metrics.errors.labels(exc.status.name).inc()
+                if exc.metadata:
+                    context.set_trailing_metadata(exc.metadata)
+                await context.abort(exc.status, str(exc))
+            except asyncio.CancelledError:
+                # The caller may hang up as soon as it has the final result: that is success.
+                record.outcome = "ok" if record.delivered else "cancelled"
+                raise
+            finally:
+                record.close(self.metrics, self.shadows)
+                if record.pump is not None:
+                    await settle_cancelled(record.pump)
 
-    # -- shadow traffic --------------------------------------------------------------
-    def _maybe_shadow(
-        self, route: TableRoute, start: pb.Start, metadata: tuple[tuple[str, str], ...]
-    ) -> ShadowSession | None:
-        if route.shadow_pool is None or random.random() >= route.shadow_fraction:
-            return None
-        pool = self.registry.pools.get(route.shadow_pool)
-        if pool is None or self.shadow_count >= self.settings.shadow_max_sessions:
-            return None
-        self.shadow_count += 1  # until its settle task is done
-        rate = (start.audio.sample_rate_hz or 16000) * (start.audio.channels or 1)
-        settings = ShadowSettings(
-            accept_timeout=self.settings.accept_timeout,
-            queue_bytes=int(self.settings.shadow_queue_seconds * rate * 2),
-            finish_timeout=self.settings.shadow_finish_timeout,
-            deadline=self.settings.session_deadline,
-        )
-        shadow_metadata = tuple(
-            (k, f"{v}-shadow" if k == grpc_util.SESSION_ID_KEY else v) for k, v in metadata
-        )
-        log.info("mirroring to shadow pool %s", pool.name)
-        return ShadowSession(start, pool, settings, shadow_metadata)
-
-    def _settle_later(
-        self, shadow: ShadowSession, final: pb.Finished | None, language: str, route: str
+    async def _serve(
+        self,
+        record: SessionRecord,
+        requests: AsyncIterator[pb.RecognizeRequest],
+        context: Context,
     ) -> None:
-        """Compare in the background: the primary's end is never held up by its shadow."""
-        task = asyncio.create_task(
-            settle(shadow, final, language, route, self.metrics), name="shadow-settle"
+        """Route the session, put it on a backend, relay until the final result."""
+        # Read start before any refusal: a status sent while the caller is still writing
+        # it can reach the caller as INTERNAL instead (grpc/grpc#36066).
+        start = await read_start(requests)
+        if self.tracker.draining:
+            raise Draining("the router is draining")
+        record.started(start)
+        route, pool = self._route(start)
+        record.route = f"{route.process}/{route.language}"
+        record.proxy = proxy = ProxySession(
+            start, pool, self._proxy_settings(start), record.metadata
         )
-        self.shadows.add(task)
-        task.add_done_callback(self._shadow_done)
+        accepted = await proxy.connect(RETRYABLE_AT_START)
+        record.shadow = self.shadows.maybe_start(route, start, record.metadata)
+        if record.shadow is not None:
+            proxy.mirror = record.shadow.offer
+        await context.write(pb.RecognizeResponse(accepted=accepted))
+        record.pump = asyncio.create_task(proxy.pump_client(requests), name="pump")
+        await self._relay_until_drain_expires(proxy, context, record.delivered)
 
-    def _shadow_done(self, task: asyncio.Task[None]) -> None:
-        self.shadows.discard(task)
-        self.shadow_count -= 1
+    def _route(self, start: pb.Start) -> tuple[Route, BackendPool]:
+        table = self.tables.table
+        route = table.lookup(start.process, start.language)
+        if route is None:
+            raise no_route(table, start)
+        pool = self.registry.pools.get(route.pool)
+        if pool is None:  # only while a reload swaps tables
+            raise NoBackend(f"pool {route.pool} is being reloaded")
+        return route, pool
 
-    def _no_route(self, start: pb.Start) -> NoRoute:
-        languages = self.table.languages(start.process)
-        if not languages:
-            supported = ", ".join(self.table.processes())
-            return NoRoute(
-                f"unknown process {start.process!r}; supported: {supported}",
-                ((grpc_util.SUPPORTED_PROCESSES_KEY, ",".join(self.table.processes())),),
-            )
-        return NoRoute(
-            f"language {start.language!r} is not supported for {start.process}; "
-            f"supported: {', '.join(languages)}",
-            ((grpc_util.SUPPORTED_LANGUAGES_KEY, ",".join(languages)),),
+    def _proxy_settings(self, start: pb.Start) -> ProxySettings:
+        rate = start.audio.sample_rate_hz or SAMPLE_RATE
+        return ProxySettings(
+            accept_timeout=self.settings.accept_timeout,
+            start_attempts=self.settings.start_attempts,
+            max_failovers=self.settings.max_failovers,
+            buffer_bytes=int(self.settings.failover_buffer_seconds * rate * BYTES_PER_SAMPLE),
+            deadline=self.settings.session_deadline,
         )
 
     async def _relay_until_drain_expires(
-        self,
-        proxy: ProxySession,
-        context: grpc.aio.ServicerContext[pb.RecognizeRequest, pb.RecognizeResponse],
-        delivered: list[pb.Finished],
+        self, proxy: ProxySession, context: Context, delivered: list[pb.Finished]
     ) -> None:
         """Relay the backend's results to the caller, the final one into `delivered`; raises
         Draining when the drain deadline passes first."""
@@ -286,7 +215,7 @@ class Router(pb_grpc.RecognizerServicer):
                     delivered.append(reply.finished)
 
         relaying = asyncio.create_task(relay(), name="relay")
-        expired = asyncio.create_task(self.drain_expired.wait(), name="drain-expired")
+        expired = asyncio.create_task(self.tracker.expired.wait(), name="drain-expired")
         try:
             await asyncio.wait({relaying, expired}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -297,104 +226,49 @@ class Router(pb_grpc.RecognizerServicer):
             return relaying.result()
         raise Draining("the router's drain deadline passed")
 
-    # -- HTTP ------------------------------------------------------------------------
-    def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Ready while a route table is loaded and not draining; the body shows every route."""
-        routes = []
-        for (process, language), route in sorted(self.table.routes.items()):
-            pool = self.registry.pools.get(route.pool)
-            backends = list(pool.backends.values()) if pool else []
-            routes.append(
-                {
-                    "process": process,
-                    "language": language,
-                    "pool": route.pool,
-                    "shadow_pool": route.shadow_pool,
-                    "shadow_fraction": route.shadow_fraction,
-                    "backend_count": len(backends),
-                    "healthy_backends": sum(b.healthy for b in backends),
-                    "backends": [
-                        {"address": b.address, "healthy": b.healthy, "sessions": b.outstanding}
-                        for b in backends
-                    ],
-                }
-            )
-        reason = "draining" if self.draining else ""
-        body = {
-            "ready": not reason,
-            "reason": reason,
-            "routes_file": str(self.settings.routes_file),
-            "routes_file_error": self.table_error,
-            "active_sessions": self.active,
-            "shadow_sessions": self.shadow_count,
-            "routes": routes,
-        }
-        return not reason, body
 
-    def update_gauges(self) -> None:
-        self.metrics.healthy_backends.clear()
-        self.metrics.backends.clear()
-        for (process, language), route in self.table.routes.items():
-            pool = self.registry.pools.get(route.pool)
-            label = (f"{process}/{language}", route.pool)
-            self.metrics.healthy_backends.labels(*label).set(pool.healthy_count() if pool else 0)
-            self.metrics.backends.labels(*label).set(len(pool.backends) if pool else 0)
+def server_options(settings: Settings) -> list[tuple[str, int]]:
+    """Connections end after `max_connection_age` (grpc adds ±10 % jitter) so that clients
+    re-resolve; the sessions on them may run their whole deadline first."""
+    return [
+        *grpc_util.SERVER_OPTIONS,
+        ("grpc.max_connection_age_ms", int(settings.max_connection_age * 1000)),
+        ("grpc.max_connection_age_grace_ms", int(settings.session_deadline * 1000)),
+    ]
 
-    def http_app(self) -> Starlette:
-        return health_app(self.readiness, self.metrics.registry, self.update_gauges)
 
-    # -- drain -----------------------------------------------------------------------
-    async def drain(self) -> None:
-        self.draining = True
-        self.metrics.draining.set(1)
-        if self.health_servicer is not None:
-            await self.health_servicer.enter_graceful_shutdown()
-        log.info("draining", extra={"active_sessions": self.active})
-        await wait_for_sessions(
-            self._idle,
-            self.settings.drain_seconds,
-            expire=self.drain_expired.set,
-            describe_active=lambda: self.active,
-        )
+def load_table_or_exit(settings: Settings) -> TableFile:
+    try:
+        loaded = read_table(settings.routes_file)
+    except OSError as exc:
+        loaded = TableFile("", None, str(exc))
+    if loaded is None or loaded.table is None:
+        error = loaded.error if loaded else "empty"
+        raise SystemExit(f"cannot load the route table ROUTER_ROUTES_FILE: {error}")
+    return loaded
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Run the router until `stop` is set, then drain and shut down."""
-    try:
-        text = settings.routes_file.read_text()
-        table = parse_route_table(text, str(settings.routes_file))
-    except (OSError, RouteTableError) as exc:
-        raise SystemExit(f"cannot load the route table ROUTER_ROUTES_FILE: {exc}") from None
-    router = Router(settings, table)
-    router.table_digest = hashlib.sha256(text.encode()).hexdigest()
-    await router.registry.apply(table.pools)
-    router.registry.start()
-    server = grpc.aio.server(options=grpc_util.SERVER_OPTIONS)
+    loaded = load_table_or_exit(settings)
+    server = grpc.aio.server(options=server_options(settings))
+    router = Router(settings, loaded, grpc_util.add_health(server))
     pb_grpc.add_RecognizerServicer_to_server(router, server)
-    router.health_servicer = grpc_util.add_health(server)
-    for service in ("", RECOGNIZER_SERVICE):
-        await router.health_servicer.set(service, grpc_util.SERVING)
-    router.metrics.table_ok.set(1)
     server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
+    await router.start()
     await server.start()
-    reload_task = asyncio.create_task(router.reload_forever(), name="reload-routes")
     try:
-        async with serve_http(router.http_app(), settings.host, settings.http_port):
+        async with serve_http(router.status.http_app(), settings.host, settings.http_port):
             log.info(
                 "router serving",
                 extra={
                     "grpc_port": settings.grpc_port,
                     "http_port": settings.http_port,
-                    "routes": len(table.routes),
+                    "routes": len(router.tables.table.routes),
                 },
             )
             await stop.wait()
             await router.drain()
     finally:
-        reload_task.cancel()
-        await asyncio.gather(reload_task, return_exceptions=True)
         await server.stop(grace=1)
-        for task in list(router.shadows):  # shadows are only statistics: do not wait for them
-            task.cancel()
-        await asyncio.gather(*router.shadows, return_exceptions=True)
-        await router.registry.close()
+        await router.close()

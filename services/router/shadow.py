@@ -6,21 +6,28 @@ behind, fails or is slow is dropped and counted as a failure. After the primary 
 the shadow gets `finish_timeout` seconds to finish too; then the final texts are compared
 (match, or mismatch with a word error rate) in the background, counted and logged. The
 texts themselves are not logged: they are the client's speech.
+
+`ShadowLauncher` decides which sessions are mirrored (the route's fraction, a cap on
+shadows at once) and settles each one in the background once its primary ended.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections import deque
 from dataclasses import dataclass
 
 import grpc
 
 from services.common import grpc_util
+from services.common.audio import BYTES_PER_SAMPLE, SAMPLE_RATE
 from services.common.pb import recognizer_pb2 as pb
-from services.router.backends import BackendPool
+from services.router.backends import BackendPool, BackendRegistry
+from services.router.config import Settings
 from services.router.metrics import Metrics
+from services.router.routes import Route
 from services.router.wer import word_error_rate
 
 log = logging.getLogger(__name__)
@@ -58,6 +65,7 @@ class ShadowSession:
         self.backend = ""
         self._more = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._cancelled = False
 
     def begin(self) -> None:
         self._task = asyncio.create_task(self._run(), name="shadow")
@@ -77,7 +85,8 @@ class ShadowSession:
     def fail(self, reason: str) -> None:
         if not self.failure and self.finished is None:
             self.failure = reason
-        if self._task is not None:
+        if self._task is not None and not self._cancelled:
+            self._cancelled = True  # once: a second cancel would interrupt its cleanup
             self._task.cancel()
         self.queue.clear()
 
@@ -123,11 +132,13 @@ class ShadowSession:
         except grpc.aio.AioRpcError as exc:
             self.failure = f"the shadow failed: {exc.code().name}: {exc.details()}"
         finally:
+            # The bookkeeping before any await: a cancellation landing while this block
+            # waits for the writer would skip whatever comes after the wait.
+            call.cancel()
+            backend.outstanding -= 1
             if writer is not None:
                 writer.cancel()
                 await asyncio.gather(writer, return_exceptions=True)
-            call.cancel()
-            backend.outstanding -= 1
 
     async def _write(self, call: Call) -> None:
         while True:
@@ -184,3 +195,59 @@ async def settle(
             "reference_words": words,
         },
     )
+
+
+class ShadowLauncher:
+    """Starts the shadows of the sessions a route mirrors, and settles them in the background."""
+
+    def __init__(self, settings: Settings, registry: BackendRegistry, metrics: Metrics) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.metrics = metrics
+        self.count = 0  # shadows streaming or settling
+        self._settling: set[asyncio.Task[None]] = set()
+
+    def maybe_start(
+        self, route: Route, start: pb.Start, metadata: tuple[tuple[str, str], ...]
+    ) -> ShadowSession | None:
+        """A running shadow of this session, if its route mirrors it and there is room."""
+        if route.shadow_pool is None or random.random() >= route.shadow_fraction:
+            return None
+        pool = self.registry.pools.get(route.shadow_pool)
+        if pool is None or self.count >= self.settings.shadow_max_sessions:
+            return None
+        self.count += 1  # until its settle task is done
+        rate = (start.audio.sample_rate_hz or SAMPLE_RATE) * (start.audio.channels or 1)
+        settings = ShadowSettings(
+            accept_timeout=self.settings.accept_timeout,
+            queue_bytes=int(self.settings.shadow_queue_seconds * rate * BYTES_PER_SAMPLE),
+            finish_timeout=self.settings.shadow_finish_timeout,
+            deadline=self.settings.session_deadline,
+        )
+        shadow_metadata = tuple(
+            (k, f"{v}-shadow" if k == grpc_util.SESSION_ID_KEY else v) for k, v in metadata
+        )
+        log.info("mirroring to shadow pool %s", pool.name)
+        shadow = ShadowSession(start, pool, settings, shadow_metadata)
+        shadow.begin()
+        return shadow
+
+    def settle_later(
+        self, shadow: ShadowSession, final: pb.Finished | None, language: str, route: str
+    ) -> None:
+        """Compare in the background: the primary's end is never held up by its shadow."""
+        task = asyncio.create_task(
+            settle(shadow, final, language, route, self.metrics), name="shadow-settle"
+        )
+        self._settling.add(task)
+        task.add_done_callback(self._settled)
+
+    def _settled(self, task: asyncio.Task[None]) -> None:
+        self._settling.discard(task)
+        self.count -= 1
+
+    async def cancel_all(self) -> None:
+        """At exit: shadows are only statistics, so they are not waited for."""
+        for task in list(self._settling):
+            task.cancel()
+        await asyncio.gather(*self._settling, return_exceptions=True)

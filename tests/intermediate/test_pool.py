@@ -20,14 +20,32 @@ from tests.intermediate.grpc_session import (
     sample,
     wait_readiness,
 )
+from tests.procs import Service
 from tests.stack import Stack
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
-async def test_full_pool_is_unready_and_new_sessions_fail_resource_exhausted(stack: Stack) -> None:
-    """With every slot busy /readiness is 503, and a new session waits, then RESOURCE_EXHAUSTED."""
+async def wait_health(intermediate: Service, status: int, within: float = 5) -> None:
+    """Watch grpc.health.v1 of the Recognizer, as the router does, until it says `status`."""
+    address = f"127.0.0.1:{intermediate.ports['grpc']}"
+    async with grpc.aio.insecure_channel(address) as channel:
+        request = health_pb2.HealthCheckRequest(service="kikimimi.v1.Recognizer")
+        watch = health_pb2_grpc.HealthStub(channel).Watch(request, timeout=within)
+        async for reply in watch:
+            if reply.status == status:
+                watch.cancel()
+                return
+    raise AssertionError(f"gRPC health never said {status}")
+
+
+async def test_full_pool_stays_ready_and_new_sessions_fail_resource_exhausted(
+    stack: Stack,
+) -> None:
+    """With every slot busy /readiness stays 200 (the pod can serve: kubelet keeps it in the
+    Service, the PDB counts it available), gRPC health says NOT_SERVING (the router sends it
+    no new session), and a new session waits, then RESOURCE_EXHAUSTED (issue 13 item 6)."""
     engine = stack.engine_stub("engine", wait=False, capacity=2)
     intermediate = stack.intermediate("im", [engine], engine_capacity=2, checkout_timeout=1)
     hold = asyncio.Event()
@@ -38,7 +56,8 @@ async def test_full_pool_is_unready_and_new_sessions_fail_resource_exhausted(sta
     ]
     await asyncio.wait_for(asyncio.gather(*(e.wait() for e in accepted)), 15)
     status, body = readiness(intermediate)
-    assert (status, body["reason"], body["busy_slots"]) == (503, "no free engine slot", 2)
+    assert (status, body["reason"], body["busy_slots"], body["free_slots"]) == (200, "", 2, 0)
+    await wait_health(intermediate, NOT_SERVING)
     refused = await recognize(intermediate, audio(0.2))
     assert refused.code == grpc.StatusCode.RESOURCE_EXHAUSTED, refused.details
     assert refused.seconds >= 1
@@ -46,7 +65,8 @@ async def test_full_pool_is_unready_and_new_sessions_fail_resource_exhausted(sta
     assert all(
         o.code == grpc.StatusCode.OK for o in await asyncio.wait_for(asyncio.gather(*held), 15)
     )
-    await wait_readiness(intermediate, 200, timeout=5)
+    await wait_health(intermediate, SERVING)
+    assert readiness(intermediate)[0] == 200
 
 
 async def test_pool_never_opens_more_connections_than_the_engine_serves(stack: Stack) -> None:
@@ -113,7 +133,7 @@ async def test_audio_is_resampled_to_the_engine_rate(stack: Stack) -> None:
 
 
 async def test_health_watch_follows_readiness(stack: Stack) -> None:
-    """grpc.health.v1 Watch of the Recognizer says SERVING exactly while /readiness is 200."""
+    """grpc.health.v1 Watch of the Recognizer follows readiness: a dead engine turns both off."""
     engine = stack.engine_stub("engine", wait=False)
     intermediate = stack.intermediate("im", [engine])
     address = f"127.0.0.1:{intermediate.ports['grpc']}"

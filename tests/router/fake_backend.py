@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
@@ -14,12 +15,21 @@ FRAME = b"\x00\x01" * 800  # 50 ms
 
 
 class FakeBackend(pb_grpc.RecognizerServicer):
-    """A backend that answers each audio frame with a segment of 100 ms, or fails on purpose."""
+    """A backend that answers each audio frame with a segment of 100 ms, or fails on purpose.
 
-    def __init__(self, refuse: bool = False, fail_after: int | None = None) -> None:
+    `hang`: read start, then never accept. `started` is set once a start arrived and
+    `frame_seen` once an audio frame did (a test waits for them instead of sleeping).
+    """
+
+    def __init__(
+        self, refuse: bool = False, fail_after: int | None = None, hang: bool = False
+    ) -> None:
         self.refuse = refuse
         self.fail_after = fail_after
+        self.hang = hang
         self.frames_seen = 0
+        self.started = asyncio.Event()
+        self.frame_seen = asyncio.Event()
 
     async def Recognize(  # type: ignore[override]
         self,
@@ -27,6 +37,9 @@ class FakeBackend(pb_grpc.RecognizerServicer):
         context: grpc.aio.ServicerContext[pb.RecognizeRequest, pb.RecognizeResponse],
     ) -> None:
         await anext(request_iterator)
+        self.started.set()
+        if self.hang:
+            await asyncio.Event().wait()  # until the caller cancels the call
         if self.refuse:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "no engine up")
         await context.write(pb.RecognizeResponse(accepted=pb.Accepted(backend="fake")))
@@ -38,6 +51,7 @@ class FakeBackend(pb_grpc.RecognizerServicer):
             if self.fail_after is not None and index == self.fail_after:
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "engine lost")
             self.frames_seen += 1
+            self.frame_seen.set()
             texts.append(f"s{index}")
             word = pb.Word(text=texts[-1], start_ms=index * 100, end_ms=index * 100 + 100)
             segment = pb.Segment(

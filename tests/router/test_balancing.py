@@ -109,3 +109,35 @@ async def test_reload_keeps_unchanged_backends_and_retires_removed_pools() -> No
     assert registry.retired == [en]
     en.outstanding = 0
     await registry.close()
+
+
+async def test_a_backend_that_returns_keeps_its_sessions_and_gets_no_burst() -> None:
+    """A backend that left DNS and came back while its sessions still run is the same
+    backend with the same count: the least-loaded choice does not see it as empty and send
+    it every new session (issue 13 item 6)."""
+    answers = [
+        {"10.0.0.1:50052", "10.0.0.2:50052"},
+        {"10.0.0.2:50052"},
+        {"10.0.0.1:50052", "10.0.0.2:50052"},
+    ]
+
+    async def resolver(host: str, port: int) -> set[str]:
+        return answers.pop(0)
+
+    registry = BackendRegistry(60, resolver)
+    table = {"ja": ("dns:///intermediate-ja:50052",)}
+    await registry.apply(table)  # each apply re-resolves the pool, as the resolve loop does
+    pool = registry.pools["ja"]
+    busy, other = pool.backends["10.0.0.1:50052"], pool.backends["10.0.0.2:50052"]
+    busy.outstanding, other.outstanding = 5, 2
+    await registry.apply(table)  # busy leaves DNS (it was NotReady for a while)
+    assert busy.retired
+    assert registry.retired == [busy]
+    await registry.apply(table)  # and comes back
+    assert pool.backends["10.0.0.1:50052"] is busy
+    assert (busy.retired, busy.outstanding, registry.retired) == (False, 5, [])
+    for backend in pool.backends.values():
+        backend.healthy = True  # as their health watches will say; no await until picked
+    assert Counter(pool.pick().address for _ in range(3)) == {"10.0.0.2:50052": 3}
+    busy.outstanding = other.outstanding = 0
+    await registry.close()

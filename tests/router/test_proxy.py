@@ -95,3 +95,55 @@ async def test_no_failover_beyond_the_audio_bound() -> None:
         assert proxy.failovers == 0
     finally:
         await stop(pool, servers)
+
+
+async def relay_all(proxy: ProxySession) -> None:
+    async for _ in proxy.relay():
+        pass
+
+
+async def test_cancelled_connect_gives_the_backend_slot_back() -> None:
+    """A session cancelled while a backend has not accepted yet (the endpoint's accept
+    timeout) leaves no phantom session on that backend (issue 13 item 4)."""
+    hanging = FakeBackend(hang=True)
+    pool, servers = await start([hanging])
+    try:
+        proxy = session(pool)
+        connecting = asyncio.create_task(proxy.connect(RETRYABLE_AT_START))
+        async with asyncio.timeout(10):
+            await hanging.started.wait()
+        connecting.cancel()
+        await asyncio.gather(connecting, return_exceptions=True)
+        proxy.close()
+        assert [b.outstanding for b in pool.backends.values()] == [0]
+    finally:
+        await stop(pool, servers)
+
+
+async def test_cancelled_failover_gives_every_backend_slot_back() -> None:
+    """A session cancelled while failing over to a backend that has not accepted yet
+    leaves no session counted on either backend (issue 13 item 4)."""
+    failing, hanging = FakeBackend(fail_after=1), FakeBackend(hang=True)
+    pool, servers = await start([failing, hanging])
+
+    async def two_frames_then_silence() -> AsyncIterator[pb.RecognizeRequest]:
+        # Nothing is written while the backend fails: a write racing its status can turn
+        # UNAVAILABLE into INTERNAL (grpc/grpc#36066), which is not failed over.
+        for _ in range(2):
+            yield pb.RecognizeRequest(audio=FRAME)
+        await asyncio.Event().wait()
+
+    try:
+        proxy = session(pool)  # round-robin starts with the first, failing, backend
+        await proxy.connect(RETRYABLE_AT_START)
+        pump = asyncio.create_task(proxy.pump_client(two_frames_then_silence()))
+        relaying = asyncio.create_task(relay_all(proxy))
+        async with asyncio.timeout(10):
+            await hanging.started.wait()
+        for task in (relaying, pump):
+            task.cancel()
+        await asyncio.gather(relaying, pump, return_exceptions=True)
+        assert proxy.failovers == 1
+        assert [b.outstanding for b in pool.backends.values()] == [0, 0]
+    finally:
+        await stop(pool, servers)

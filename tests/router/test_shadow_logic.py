@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from services.common.pb import recognizer_pb2 as pb
 from services.router.metrics import Metrics
 from services.router.shadow import ShadowSession, ShadowSettings, settle
@@ -67,3 +69,25 @@ async def test_primary_that_did_not_finish_aborts_its_shadow() -> None:
     """Without a primary final result there is nothing to compare: aborted."""
     metrics = await shadow_run(None)
     assert counted(metrics, "aborted") == 1
+
+
+async def test_shadow_cancelled_mid_stream_gives_its_backend_slot_back() -> None:
+    """A shadow whose primary fails mid-stream is cancelled while it streams (its writer
+    running): its backend's session count still goes back to 0 (issue 13 item 5)."""
+    fake = FakeBackend()
+    pool, servers = await start([fake])
+    metrics = Metrics()
+    try:
+        settings = ShadowSettings(
+            accept_timeout=5, queue_bytes=100 * len(FRAME), finish_timeout=10, deadline=30
+        )
+        shadow = ShadowSession(pb.Start(process="asr", language="en"), pool, settings, ())
+        shadow.begin()
+        shadow.offer(AUDIO)  # no end: the shadow is mid-stream when its primary fails
+        async with asyncio.timeout(10):
+            await fake.frame_seen.wait()
+        await settle(shadow, None, "en", "asr/en", metrics)
+        assert counted(metrics, "aborted") == 1
+        assert [b.outstanding for b in pool.backends.values()] == [0]
+    finally:
+        await stop(pool, servers)
