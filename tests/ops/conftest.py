@@ -1,0 +1,87 @@
+"""A fake `kubectl` on PATH that records its argv, and an environments file for it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+KUBE = [sys.executable, "-m", "services.ops.kube"]
+
+ENVIRONMENTS = """\
+dev:
+  context: kind-dev
+  namespace: kikimimi-dev
+  production: false
+  overlay: k8s/overlays/dev
+prod:
+  context: gke_p_asia-northeast1_prod
+  namespace: kikimimi
+  production: true
+  overlay: k8s/overlays/prod
+"""
+
+FAKE_KUBECTL = """\
+#!{python}
+# Records its argv (without argv[0]) as one JSON line, says so, exits with $FAKE_KUBECTL_EXIT.
+import json, os, sys
+with open(os.environ["FAKE_KUBECTL_LOG"], "a") as log:
+    log.write(json.dumps(sys.argv[1:]) + "\\n")
+print("fake kubectl ran", flush=True)
+sys.exit(int(os.environ.get("FAKE_KUBECTL_EXIT", "0")))
+"""
+
+
+@dataclass
+class FakeKube:
+    """Runs kikimimi-kube with the fake kubectl first on PATH."""
+
+    env: dict[str, str]
+    log: Path
+    environments: Path
+
+    def calls(self) -> list[list[str]]:
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines()]
+
+    def run(self, *args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+        """Without a controlling terminal (a new session), as from CI or a pipe."""
+        return subprocess.run(
+            [*KUBE, *args],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=timeout,
+            start_new_session=True,
+            check=False,
+        )
+
+
+@pytest.fixture
+def fake_kube(tmp_path: Path) -> FakeKube:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    kubectl = bin_dir / "kubectl"
+    kubectl.write_text(textwrap.dedent(FAKE_KUBECTL.format(python=sys.executable)))
+    kubectl.chmod(0o755)
+    environments = tmp_path / "environments.yaml"
+    environments.write_text(ENVIRONMENTS)
+    log = tmp_path / "kubectl-calls.jsonl"
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "FAKE_KUBECTL_LOG": str(log),
+        "KIKIMIMI_KUBE_ENVIRONMENTS": str(environments),
+        "PYTHONPATH": str(ROOT),
+    }
+    return FakeKube(env, log, environments)
