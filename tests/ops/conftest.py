@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -30,11 +31,16 @@ prod:
 
 FAKE_KUBECTL = """\
 #!{python}
-# Records its argv (without argv[0]) as one JSON line, says so, exits with $FAKE_KUBECTL_EXIT.
+# Records its argv (without argv[0]) as one JSON line, prints $FAKE_KUBECTL_STDOUT's content
+# (or says it ran) and exits with $FAKE_KUBECTL_EXIT. `kustomize` (local rendering, no
+# cluster) is the real kubectl's.
 import json, os, sys
+if sys.argv[1:2] == ["kustomize"]:
+    os.execv({real!r}, [{real!r}, *sys.argv[1:]])
 with open(os.environ["FAKE_KUBECTL_LOG"], "a") as log:
     log.write(json.dumps(sys.argv[1:]) + "\\n")
-print("fake kubectl ran", flush=True)
+stdout = os.environ.get("FAKE_KUBECTL_STDOUT")
+print(open(stdout).read() if stdout else "fake kubectl ran", flush=True)
 sys.exit(int(os.environ.get("FAKE_KUBECTL_EXIT", "0")))
 """
 
@@ -72,7 +78,8 @@ def fake_kube(tmp_path: Path) -> FakeKube:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     kubectl = bin_dir / "kubectl"
-    kubectl.write_text(textwrap.dedent(FAKE_KUBECTL.format(python=sys.executable)))
+    real = shutil.which("kubectl") or "/nonexistent/kubectl"
+    kubectl.write_text(textwrap.dedent(FAKE_KUBECTL.format(python=sys.executable, real=real)))
     kubectl.chmod(0o755)
     environments = tmp_path / "environments.yaml"
     environments.write_text(ENVIRONMENTS)
