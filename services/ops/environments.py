@@ -110,3 +110,25 @@ def load_environments(path: Path) -> dict[str, Environment]:
             f"--environments FILE or {ENV_VARIABLE}"
         ) from None
     return parse_environments(text, str(path))
+
+
+def main() -> None:
+    """`python -m services.ops.environments ENV`: the overlay of ENV (for the Makefile)."""
+    import sys
+
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m services.ops.environments ENV  (prints its overlay)")
+    try:
+        environments = load_environments(environments_file(None))
+    except EnvironmentsError as exc:
+        sys.exit(str(exc))
+    environment = environments.get(sys.argv[1])
+    if environment is None:
+        sys.exit(f"unknown environment {sys.argv[1]!r}; known: {', '.join(sorted(environments))}")
+    if environment.overlay is None:
+        sys.exit(f"environment {environment.name!r} names no overlay")
+    print(environment.overlay)
+
+
+if __name__ == "__main__":
+    main()
