@@ -4,6 +4,7 @@
     kikimimi-models verify [NAME[/VERSION]]
     kikimimi-models list [--overlay DIR]… [--pods ENV]…
     kikimimi-models gc --keep N [--yes] [--overlay DIR]… [--pods ENV]…
+    kikimimi-models shadow NAME/VERSION --overlay DIR --deployment NAME   (manifests to stdout)
 
 `--root` defaults to $KIKIMIMI_MODEL_ROOT. A version is referenced when the root-relative
 path NAME/VERSION appears in a rendered overlay (`kubectl kustomize DIR`; by default every
@@ -25,6 +26,8 @@ from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
+import yaml
+
 from services.ops.environments import EnvironmentsError, environments_file, load_environments
 from services.ops.modelstore import (
     ModelStoreError,
@@ -37,6 +40,7 @@ from services.ops.modelstore import (
     verify,
     versions,
 )
+from services.ops.shadow import ShadowError, shadow_manifests
 
 ROOT_VARIABLE = "KIKIMIMI_MODEL_ROOT"
 RENDER_TIMEOUT_S = 120.0
@@ -203,6 +207,29 @@ def cmd_gc(root: Path, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_shadow(root: Path | None, args: argparse.Namespace) -> int:
+    if root is not None:
+        name, _, version = args.ref.partition("/")
+        if not _select_quiet(root, name, version):
+            fail(f"{args.ref}: not published under {root}", 1)
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        fail("kubectl is not on PATH: it renders the overlay (kubectl kustomize)", 1)
+    rendered = _run([kubectl, "kustomize", args.overlay], f"kubectl kustomize {args.overlay}")
+    try:
+        manifests = shadow_manifests(
+            rendered, args.deployment, args.ref, args.suffix, args.replicas
+        )
+    except ShadowError as exc:
+        fail(str(exc), 1)
+    print(yaml.safe_dump_all(manifests, sort_keys=False), end="")
+    return 0
+
+
+def _select_quiet(root: Path, name: str, version: str) -> bool:
+    return any(v.version == version for v in versions(root, check_name(name)))
+
+
 def _terminate(signum: int, _frame: FrameType | None) -> NoReturn:
     # SIGTERM ends like Ctrl-C: the staging copy is removed on the way out.
     raise SystemExit(128 + signum)
@@ -251,17 +278,28 @@ def parser() -> argparse.ArgumentParser:
         else:
             cmd.add_argument("--keep", type=int, required=True, help="newest versions kept")
             cmd.add_argument("--yes", action="store_true", help="delete (default: dry run)")
+    sha = sub.add_parser(
+        "shadow", help="print a shadow pool's manifests: a Deployment mounting NAME/VERSION"
+    )
+    sha.add_argument("ref", metavar="NAME/VERSION")
+    sha.add_argument("--overlay", required=True, help="the overlay of the running pool")
+    sha.add_argument("--deployment", required=True, help="e.g. intermediate-ja")
+    sha.add_argument("--suffix", default="-next", help="added to names and the language label")
+    sha.add_argument("--replicas", type=int, default=1)
     return top
 
 
 COMMANDS = {"publish": cmd_publish, "verify": cmd_verify, "list": cmd_list, "gc": cmd_gc}
+NEEDS_NO_ROOT = {"shadow": cmd_shadow}
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     args = parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    if args.command in NEEDS_NO_ROOT:  # the root, when given, only checks the version
+        raise SystemExit(NEEDS_NO_ROOT[args.command](Path(args.root) if args.root else None, args))
     if not args.root:
         fail(f"no model root: give --root DIR or set {ROOT_VARIABLE}")
-    signal.signal(signal.SIGTERM, _terminate)
     try:
         raise SystemExit(COMMANDS[args.command](Path(args.root), args))
     except ModelStoreError as exc:
