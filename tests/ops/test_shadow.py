@@ -73,9 +73,8 @@ def test_shadow_pool_mounts_the_new_version_outside_the_primary_pool(tmp_path: P
     assert selects(policy["spec"]["podSelector"]["matchLabels"], pod_labels)
 
     mounts = [m for c in containers(deployment) for m in c.get("volumeMounts", [])]
-    assert [
-        m["subPath"] for m in mounts if m["subPath" if "subPath" in m else "name"].startswith("ja/")
-    ] == [ref]
+    model_mounts = [m for m in mounts if m.get("subPath", "").startswith("ja/")]
+    assert [m["subPath"] for m in model_mounts] == [ref]
     # Apart from the version, the containers are the primary's.
     for mount in mounts:
         if mount.get("subPath") == ref:
@@ -128,5 +127,7 @@ def test_an_unpublished_version_or_unknown_deployment_is_refused(tmp_path: Path)
     unknown = shadow(ref, "--deployment", "intermediate-fr")
     assert unknown.returncode == 1
     assert "the overlay has no Deployment named 'intermediate-fr'" in unknown.stderr
-    no_mount = shadow(ref.replace("ja/", "en/", 1), "--deployment", "intermediate-ja")
+    en = f"en/{publish(tmp_path, tmp_path / 'm', 'en').version}"
+    no_mount = shadow(en, "--deployment", "intermediate-ja")
     assert no_mount.returncode == 1
+    assert "intermediate-ja: no volume mount has a subPath en/" in no_mount.stderr
