@@ -9,7 +9,8 @@
 `--root` defaults to $KIKIMIMI_MODEL_ROOT. A version is referenced when the root-relative
 path NAME/VERSION appears in a rendered overlay (`kubectl kustomize DIR`; by default every
 overlay of the environments file) or in the pods running in an environment
-(`kikimimi-kube ENV get pods -o json`). docs/operations.md, "Models", is the manual.
+(`kikimimi-kube ENV get pods,replicasets -o json`: a ReplicaSet kept for
+`rollout undo` still counts). docs/operations.md, "Models", is the manual.
 """
 
 from __future__ import annotations
@@ -92,8 +93,9 @@ def reference_sources(args: argparse.Namespace) -> dict[str, str]:
         kube = [sys.executable, "-m", "services.ops.kube"]
         if args.environments:
             kube += ["--environments", args.environments]
-        sources[f"pods {env}"] = _run(
-            [*kube, env, "get", "pods", "-o", "json"], f"kikimimi-kube {env} get pods"
+        sources[f"cluster {env}"] = _run(
+            [*kube, env, "get", "pods,replicasets", "-o", "json"],
+            f"kikimimi-kube {env} get pods,replicasets",
         )
     return sources
 
@@ -269,7 +271,7 @@ def parser() -> argparse.ArgumentParser:
             "--pods",
             action="append",
             metavar="ENV",
-            help="also the pods running in ENV (kikimimi-kube ENV get pods -o json)",
+            help="also the pods and ReplicaSets of ENV (kikimimi-kube ENV get pods,replicasets)",
         )
         cmd.add_argument("--environments", help="the environments file (as kikimimi-kube)")
         if name == "list":

@@ -277,7 +277,7 @@ def test_gc_spares_the_newest_and_whatever_is_referenced(
         newest: [],
         newer: [],
         in_overlay: [f"overlay {overlay}"],
-        in_pods: ["pods dev"],
+        in_pods: ["cluster dev"],
         old: [],
         oldest: [],
     }
@@ -287,7 +287,7 @@ def test_gc_spares_the_newest_and_whatever_is_referenced(
         "--namespace",
         "kikimimi-dev",
         "get",
-        "pods",
+        "pods,replicasets",
         "-o",
         "json",
     ]
@@ -297,7 +297,7 @@ def test_gc_spares_the_newest_and_whatever_is_referenced(
     assert f"would delete {old} " in dry.stdout
     assert f"would delete {oldest} " in dry.stdout
     assert f"keep    {in_overlay}: referenced by overlay {overlay}" in dry.stdout
-    assert f"keep    {in_pods}: referenced by pods dev" in dry.stdout
+    assert f"keep    {in_pods}: referenced by cluster dev" in dry.stdout
     assert f"keep    {newer}: among the newest 2" in dry.stdout
     assert len(published_versions(root, "ja")) == 6
 
