@@ -94,17 +94,18 @@ def kubectl_argv(environment: Environment, args: list[str]) -> list[str]:
     ]
 
 
-def banner(environment: Environment, argv: list[str]) -> str:
+def banner(environment: Environment, args: list[str]) -> str:
+    """The warning shown before a production change (the pinned flags are its rows)."""
     rows = [
         f"PRODUCTION: {environment.name}",
         f"context    {environment.context}",
         f"namespace  {environment.namespace}",
-        f"command    {shlex.join(argv)}",
+        f"command    kubectl {shlex.join(args)}",
         "This changes or enters the production system.",
     ]
-    width = max(len(r) for r in rows) + 4
-    rule = "!" * (width + 4)
-    body = "\n".join(f"!! {r.ljust(width - 2)} !!" for r in rows)
+    width = max(len(r) for r in rows)
+    rule = "!" * (width + 6)
+    body = "\n".join(f"!! {r.ljust(width)} !!" for r in rows)
     return f"{rule}\n{body}\n{rule}\n"
 
 
@@ -116,12 +117,12 @@ def _open_terminal() -> int | None:
         return None
 
 
-def confirm(terminal: int, environment: Environment, argv: list[str]) -> bool:
+def confirm(terminal: int, environment: Environment, args: list[str]) -> bool:
     """Show the banner and ask on the terminal for the environment's name (canonical mode:
     one read returns the typed line; an empty read is end of input)."""
     try:
         prompt = f"Type the environment's name ({environment.name}) to go on: "
-        os.write(terminal, (banner(environment, argv) + prompt).encode())
+        os.write(terminal, (banner(environment, args) + prompt).encode())
         ready, _, _ = select.select([terminal], [], [], CONFIRM_TIMEOUT_S)
         if not ready:
             os.write(terminal, b"\n")
@@ -166,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
                 "something; without a terminal to confirm on, add "
                 f"--yes-i-mean {environment.name} before the environment's name"
             )
-        if not confirm(terminal, environment, pinned):
+        if not confirm(terminal, environment, args):
             fail("not confirmed; nothing was run", EXIT_NOT_CONFIRMED)
     sys.stderr.flush()
     sys.stdout.flush()

@@ -60,6 +60,10 @@ def human_size(size: float) -> str:
     raise AssertionError("unreachable")
 
 
+def _files(count: int) -> str:
+    return f"{count} file" if count == 1 else f"{count} files"
+
+
 def _run(argv: list[str], what: str) -> str:
     try:
         result = subprocess.run(
@@ -137,7 +141,7 @@ def cmd_verify(root: Path, args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"BAD {problem}")
         if not problems:
-            print(f"ok  {version.ref} ({version.files} files, {human_size(version.size)})")
+            print(f"ok  {version.ref} ({_files(version.files)}, {human_size(version.size)})")
     if not found:
         print(f"no model versions under {root}")
     return 1 if bad else 0

@@ -28,6 +28,7 @@ def test_typing_the_name_runs_the_pinned_command(fake_kube: FakeKube) -> None:
     child = spawn(fake_kube, "prod", *EXEC)
     child.expect("PRODUCTION: prod")
     child.expect("gke_p_asia-northeast1_prod")
+    child.expect("command    kubectl exec --stdin --tty shell-demo -- /bin/bash")
     child.expect(r"Type the environment's name \(prod\) to go on: ")
     assert fake_kube.calls() == []
     child.sendline("prod")
