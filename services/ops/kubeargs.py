@@ -174,39 +174,39 @@ def _options(args: list[str]) -> list[str]:
     return args[: args.index("--")] if "--" in args else args
 
 
-def find_command(args: list[str]) -> Command:
-    """The subcommand: the first argument that is no global flag nor a flag's value."""
+def _positionals(args: list[str]) -> list[tuple[int, str]]:
+    """(index, argument) of every argument that is neither a global flag nor its value."""
+    found = []
     i = 0
-    while i < len(args):
+    while i < len(args) and args[i] != "--":
         arg = args[i]
-        if arg == "--":
-            break
         if not arg.startswith("-") or arg == "-":
-            following = [a for a in args[i + 1 :] if not a.startswith("-")]
-            return Command(i, arg, following[0] if following else None)
+            found.append((i, arg))
         i += 2 if arg in GLOBAL_FLAGS_WITH_VALUE else 1
-    raise Refused("no kubectl command given (e.g. `get pods`)")
+    return found
 
 
-def _namespaces(args: list[str], command: str) -> list[tuple[str, str]]:
-    """Every (spelling, namespace) the arguments set, in all of kubectl's spellings."""
-    found: list[tuple[str, str]] = []
-    for i, arg in enumerate(args):
-        following = args[i + 1] if i + 1 < len(args) else ""
-        if arg == "--namespace" or arg == "-n":
-            found.append((f"{arg} {following}".strip(), following))
-        elif arg.startswith("--namespace="):
-            found.append((arg, arg.partition("=")[2]))
-        elif arg.startswith("-") and not arg.startswith("--") and len(arg) > 2:
-            # A bundle of short flags: booleans, then -n with its value glued or following.
-            booleans = _BUNDLED_BOOLEANS | ({"f"} if command == "logs" else set())
-            for j, flag in enumerate(arg[1:], start=1):
-                if flag == "n":
-                    value = arg[j + 1 :].removeprefix("=") or following
-                    found.append((arg if arg[j + 1 :] else f"{arg} {following}", value))
-                    break
-                if flag not in booleans:
-                    break
+def find_command(args: list[str]) -> Command:
+    """The subcommand (the first positional argument) and its own subcommand, if any."""
+    positionals = _positionals(args)
+    if not positionals:
+        raise Refused("no kubectl command given (e.g. `get pods`)")
+    index, name = positionals[0]
+    return Command(index, name, positionals[1][1] if len(positionals) > 1 else None)
+
+
+def _short_bundle(arg: str, following: str, command: str) -> list[tuple[str, str, str]]:
+    """(flag, value, spelling) of a bundle of short flags (`-itn x`, `-nx`, `-fn=x`):
+    booleans first, then at most one flag with its value glued on or in the next argument."""
+    booleans = _BUNDLED_BOOLEANS | {"A"} | ({"f"} if command == "logs" else set())
+    found = []
+    for j, flag in enumerate(arg[1:], start=1):
+        if flag in booleans:
+            found.append((flag, "", arg))
+            continue
+        glued = arg[j + 1 :].removeprefix("=")
+        found.append((flag, glued or following, arg if glued else f"{arg} {following}".strip()))
+        break
     return found
 
 
@@ -228,13 +228,22 @@ def check_pin(args: list[str], namespace: str) -> Command:
             "current-context and get-… are allowed"
         )
     options = _options(args)
-    for arg in options:
-        flag = arg.partition("=")[0] if arg.startswith("--") else arg
-        if flag in ESCAPING_FLAGS:
-            raise Refused(f"`{arg}` is refused: {ESCAPING_FLAGS[flag]}")
-        if arg.startswith("-s") and not arg.startswith("--") and len(arg) > 2:
-            raise Refused(f"`{arg}` is refused: {ESCAPING_FLAGS['-s']}")
-    for spelling, value in _namespaces(options, command.name):
+    namespaces: list[tuple[str, str]] = []
+    for i, arg in enumerate(options):
+        following = options[i + 1] if i + 1 < len(options) else ""
+        if arg.startswith("--"):
+            flag, eq, value = arg.partition("=")
+            if flag in ESCAPING_FLAGS:
+                raise Refused(f"`{arg}` is refused: {ESCAPING_FLAGS[flag]}")
+            if flag == "--namespace":
+                namespaces.append((arg if eq else f"{arg} {following}", value if eq else following))
+        elif arg.startswith("-") and len(arg) > 1:
+            for flag, value, spelling in _short_bundle(arg, following, command.name):
+                if f"-{flag}" in ESCAPING_FLAGS:
+                    raise Refused(f"`{spelling}` is refused: {ESCAPING_FLAGS['-' + flag]}")
+                if flag == "n":
+                    namespaces.append((spelling, value))
+    for spelling, value in namespaces:
         if value != namespace:
             raise Refused(
                 f"`{spelling}` is refused: the environment's namespace is {namespace!r}; "

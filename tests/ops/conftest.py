@@ -39,6 +39,8 @@ if sys.argv[1:2] == ["kustomize"]:
     os.execv({real!r}, [{real!r}, *sys.argv[1:]])
 with open(os.environ["FAKE_KUBECTL_LOG"], "a") as log:
     log.write(json.dumps(sys.argv[1:]) + "\\n")
+if "FAKE_KUBECTL_PIDFILE" in os.environ:
+    open(os.environ["FAKE_KUBECTL_PIDFILE"], "w").write(str(os.getpid()))
 stdout = os.environ.get("FAKE_KUBECTL_STDOUT")
 print(open(stdout).read() if stdout else "fake kubectl ran", flush=True)
 sys.exit(int(os.environ.get("FAKE_KUBECTL_EXIT", "0")))

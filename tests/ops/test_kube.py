@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.ops.kubeargs import Refused, check_pin
-from tests.ops.conftest import FakeKube
+from tests.ops.conftest import KUBE, ROOT, FakeKube
 
 DEV_PIN = ["--context", "kind-dev", "--namespace", "kikimimi-dev"]
 PROD_PIN = ["--context", "gke_p_asia-northeast1_prod", "--namespace", "kikimimi"]
@@ -56,11 +59,41 @@ def test_shape_arrives_unchanged_after_the_pin(fake_kube: FakeKube, shape: str) 
 
 
 @pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    ("argv", "read_only"),
+    [
+        ("rollout -n ns status deploy/x", True),
+        ("rollout restart deploy/x", False),
+        ("-v 6 config view", True),
+        ("--request-timeout 5s auth can-i get pods", True),
+        ("auth reconcile -f rbac.yaml", False),
+        ("get pods", True),
+        ("apply -k k8s/overlays/prod", False),
+        ("certificate approve csr-1", False),
+    ],
+)
+def test_which_commands_only_read(argv: str, read_only: bool) -> None:
+    assert check_pin(argv.split(), "ns").read_only is read_only
+
+
+@pytest.mark.timeout(30)
 def test_kubectl_exit_status_passes_through(fake_kube: FakeKube) -> None:
     fake_kube.env["FAKE_KUBECTL_EXIT"] = "42"
     result = fake_kube.run("dev", "get", "pods")
     assert result.returncode == 42
     assert fake_kube.calls() == [[*DEV_PIN, "get", "pods"]]
+
+
+@pytest.mark.timeout(30)
+def test_kubectl_replaces_the_wrapper_process(fake_kube: FakeKube, tmp_path: Path) -> None:
+    """exec, not a child: signals, the terminal and the exit status are kubectl's own."""
+    pidfile = tmp_path / "kubectl.pid"
+    fake_kube.env["FAKE_KUBECTL_PIDFILE"] = str(pidfile)
+    proc = subprocess.Popen(
+        [*KUBE, "dev", "get", "pods"], env=fake_kube.env, cwd=ROOT, stdout=subprocess.DEVNULL
+    )
+    assert proc.wait(timeout=20) == 0
+    assert int(pidfile.read_text()) == proc.pid
 
 
 @pytest.mark.timeout(30)
@@ -108,6 +141,9 @@ REFUSALS = [
     ("exec -itn kube-system pod -- sh", "namespace is 'kikimimi-dev'"),
     ("logs -fn kube-system pod", "namespace is 'kikimimi-dev'"),
     ("-n kube-system get pods", "namespace is 'kikimimi-dev'"),
+    ("get pods -wA", "every namespace"),
+    ("exec -is https://10.0.0.1 pod -- sh", "another API server"),
+    ("get pods -shttps://10.0.0.1", "another API server"),
     ("config use-context prod", "edits the kubeconfig"),
     ("config set-context --current --namespace=kube-system", "edits the kubeconfig"),
     ("config set clusters.x.server https://evil", "edits the kubeconfig"),
@@ -200,17 +236,39 @@ def test_any_other_namespace_is_refused(before: list[str], spelling: str, other:
         check_pin(argv, "ns")
 
 
-@pytest.mark.timeout(120)
-@settings(
-    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+@pytest.mark.timeout(60)
+@settings(max_examples=300, deadline=None)
+@given(command=st.sampled_from(["exec", "run", "debug"]), after=st.lists(_word))
+def test_nothing_after_dashdash_is_refused(command: str, after: list[str]) -> None:
+    """After `--` every argument is the container's, even `--context x` or `-n other`."""
+    assert check_pin([command, "pod", "--", *after], "ns").name == command
+
+
+# Any argument, flags and escapes included: refused, or arrives unchanged.
+_any_arg = st.one_of(
+    _word,
+    st.sampled_from(
+        ["-it", "-n", "kikimimi-dev", "-nother", "--context", "x", "-A", "-f", "--", "-v=6"]
+    ),
 )
-@given(args=st.lists(_safe_arg, max_size=6), after_dashdash=st.lists(_word, max_size=4))
-def test_any_arguments_reach_the_real_process_unchanged(
+
+
+@pytest.mark.timeout(180)
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(args=st.lists(_any_arg, max_size=6), after_dashdash=st.lists(_word, max_size=4))
+def test_any_arguments_reach_the_real_process_unchanged_or_are_refused(
     fake_kube: FakeKube, args: list[str], after_dashdash: list[str]
 ) -> None:
-    """The same through the console script's process and exec (argv bytes, no shell)."""
+    """Through the console script's process and exec (argv as bytes, no shell): kubectl
+    gets exactly the pin and the arguments, or is not run at all and the refusal says why."""
     fake_kube.log.unlink(missing_ok=True)
     argv = ["exec", "pod", *args, "--", *after_dashdash]
     result = fake_kube.run("dev", *argv)
-    assert result.returncode == 0, result.stderr
-    assert fake_kube.calls() == [DEV_PIN + argv]
+    if result.returncode == 2:
+        assert result.stderr.startswith("kikimimi-kube: refused: ")
+        assert fake_kube.calls() == []
+    else:
+        assert result.returncode == 0, result.stderr
+        assert fake_kube.calls() == [DEV_PIN + argv]
