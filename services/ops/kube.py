@@ -5,9 +5,11 @@ environment's context and namespace before the subcommand, where kubectl reads t
 whatever follows (never after a `--`, which belongs to the command run in a container),
 and every other argument passed through unchanged, in order. It refuses what would
 escape the pin (another context, kubeconfig, cluster, user, server, identity or
-namespace; kubeconfig edits; plugins). On a production environment a command that
-changes or enters something shows a banner and runs only once the operator has typed
-the environment's name; without a terminal only `--yes-i-mean ENV` confirms it.
+namespace; kubeconfig edits). Plugins, which take no flags before their name, run on a
+kubeconfig of the environment alone (services/ops/plugin.py). On a production
+environment a command that changes or enters something shows a banner and runs only
+once the operator has typed the environment's name; without a terminal only
+`--yes-i-mean ENV` confirms it.
 docs/operations.md is the manual.
 """
 
@@ -28,6 +30,7 @@ from services.ops.environments import (
     load_environments,
 )
 from services.ops.kubeargs import Refused, check_pin
+from services.ops.plugin import PluginError, run_plugin
 
 USAGE = f"""\
 usage: kikimimi-kube [--environments FILE] [--yes-i-mean ENV] ENV KUBECTL-ARGS…
@@ -171,6 +174,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
             fail("not confirmed; nothing was run", EXIT_NOT_CONFIRMED)
     sys.stderr.flush()
     sys.stdout.flush()
+    if command.plugin:
+        try:
+            raise SystemExit(run_plugin(environment, args))
+        except PluginError as exc:
+            fail(f"cannot pin the plugin `{command.name}`: {exc}")
     try:
         os.execvp(pinned[0], pinned)
     except OSError as exc:

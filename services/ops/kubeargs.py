@@ -163,6 +163,11 @@ class Command:
     subcommand: str | None
 
     @property
+    def plugin(self) -> bool:
+        """Not a kubectl command: kubectl runs the plugin kubectl-<name> from PATH."""
+        return self.name not in BUILTIN_COMMANDS
+
+    @property
     def read_only(self) -> bool:
         if self.name in READ_ONLY_COMMANDS:
             return True
@@ -213,13 +218,6 @@ def _short_bundle(arg: str, following: str, command: str) -> list[tuple[str, str
 def check_pin(args: list[str], namespace: str) -> Command:
     """The command, or `Refused` when an argument would leave the pinned context/namespace."""
     command = find_command(args)
-    if command.name not in BUILTIN_COMMANDS:
-        raise Refused(
-            f"`{command.name}` is not a kubectl command, so it would run a plugin: kubectl "
-            "refuses flags before a plugin's name, so the context and namespace cannot be "
-            "pinned, and a plugin acts on the kubeconfig's current context (`kubectl ns` and "
-            "`kubectl ctx` even change it)"
-        )
     if command.name == "config" and not command.read_only:
         raise Refused(
             f"`config {command.subcommand or ''}`".replace(" `", "`")

@@ -10,6 +10,7 @@ import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,14 +32,34 @@ prod:
 
 FAKE_KUBECTL = """\
 #!{python}
-# Records its argv (without argv[0]) as one JSON line, prints $FAKE_KUBECTL_STDOUT's content
-# (or says it ran) and exits with $FAKE_KUBECTL_EXIT. `kustomize` (local rendering, no
-# cluster) is the real kubectl's.
+# Records its argv (without argv[0]) as one JSON line (and the $KUBECONFIG it sees), prints
+# $FAKE_KUBECTL_STDOUT's content (or says it ran) and exits with $FAKE_KUBECTL_EXIT.
+# `config view --minify --flatten --context X` gives a kubeconfig of X alone; `kustomize`
+# (local rendering, no cluster) is the real kubectl's.
 import json, os, sys
 if sys.argv[1:2] == ["kustomize"]:
     os.execv({real!r}, [{real!r}, *sys.argv[1:]])
 with open(os.environ["FAKE_KUBECTL_LOG"], "a") as log:
     log.write(json.dumps(sys.argv[1:]) + "\\n")
+if "KUBECONFIG" in os.environ:  # what a plugin would see
+    config = json.load(open(os.environ["KUBECONFIG"]))
+    with open(os.environ["FAKE_KUBECTL_LOG"] + ".kubeconfig", "a") as log:
+        log.write(json.dumps(dict(path=os.environ["KUBECONFIG"], config=config)) + "\\n")
+if sys.argv[1:5] == ["config", "view", "--minify", "--flatten"]:
+    name = sys.argv[sys.argv.index("--context") + 1]
+    context = dict(name=name, context=dict(cluster=name, user=name))
+    config = dict(
+        kind="Config",
+        clusters=[dict(name=name, cluster=dict(server="https://x"))],
+        users=[dict(name=name, user=dict(token="t"))],
+        contexts=[context],
+    )
+    config["current-context"] = "other"
+    print(json.dumps(config))
+    sys.exit(0)
+if "FAKE_KUBECTL_SLEEP" in os.environ:
+    import time
+    time.sleep(float(os.environ["FAKE_KUBECTL_SLEEP"]))
 if "FAKE_KUBECTL_PIDFILE" in os.environ:
     open(os.environ["FAKE_KUBECTL_PIDFILE"], "w").write(str(os.getpid()))
 stdout = os.environ.get("FAKE_KUBECTL_STDOUT")
@@ -54,6 +75,11 @@ class FakeKube:
     env: dict[str, str]
     log: Path
     environments: Path
+
+    def kubeconfigs(self) -> list[dict[str, Any]]:
+        """The KUBECONFIG (path and content) of each call that had one."""
+        path = Path(f"{self.log}.kubeconfig")
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
     def calls(self) -> list[list[str]]:
         if not self.log.exists():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -74,6 +76,60 @@ def test_shape_arrives_unchanged_after_the_pin(fake_kube: FakeKube, shape: str) 
 )
 def test_which_commands_only_read(argv: str, read_only: bool) -> None:
     assert check_pin(argv.split(), "ns").read_only is read_only
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("shape", ["krew list", "ns kube-system", "ctx", "neat get -- pod x"])
+def test_plugins_run_on_a_kubeconfig_of_the_environment_alone(
+    fake_kube: FakeKube, shape: str
+) -> None:
+    """kubectl refuses flags before a plugin's name: a plugin gets the pin as KUBECONFIG."""
+    args = shape.split()
+    result = fake_kube.run("dev", *args)
+    assert result.returncode == 0, result.stderr
+    view = ["config", "view", "--minify", "--flatten", "--context", "kind-dev", "-o", "json"]
+    assert fake_kube.calls() == [view, args]
+    [seen] = fake_kube.kubeconfigs()
+    config = seen["config"]
+    assert config["current-context"] == "kind-dev"
+    assert config["contexts"] == [
+        {
+            "name": "kind-dev",
+            "context": {"cluster": "kind-dev", "user": "kind-dev", "namespace": "kikimimi-dev"},
+        }
+    ]
+    assert not Path(seen["path"]).exists(), "the private kubeconfig is removed afterwards"
+
+
+@pytest.mark.timeout(60)
+def test_sigterm_during_a_plugin_removes_its_kubeconfig(fake_kube: FakeKube) -> None:
+    fake_kube.env["FAKE_KUBECTL_SLEEP"] = "30"
+    proc = subprocess.Popen(
+        [*KUBE, "dev", "krew", "list"], env=fake_kube.env, cwd=ROOT, stdout=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 20
+    while not fake_kube.kubeconfigs():  # the plugin has started
+        assert time.monotonic() < deadline
+        assert proc.poll() is None
+        time.sleep(0.05)
+    proc.terminate()
+    assert proc.wait(timeout=20) == 128 + signal.SIGTERM
+    [seen] = fake_kube.kubeconfigs()
+    assert not Path(seen["path"]).parent.exists()
+
+
+@pytest.mark.timeout(30)
+def test_a_plugin_on_production_asks_and_gets_the_plugins_exit_status(
+    fake_kube: FakeKube,
+) -> None:
+    refused = fake_kube.run("prod", "ns")
+    assert refused.returncode == 2
+    assert "without a terminal" in refused.stderr
+    assert fake_kube.calls() == []
+    fake_kube.env["FAKE_KUBECTL_EXIT"] = "3"
+    result = fake_kube.run("--yes-i-mean", "prod", "prod", "krew", "list")
+    assert result.returncode == 3
+    assert fake_kube.calls()[-1] == ["krew", "list"]
 
 
 @pytest.mark.timeout(30)
@@ -148,10 +204,8 @@ REFUSALS = [
     ("config set-context --current --namespace=kube-system", "edits the kubeconfig"),
     ("config set clusters.x.server https://evil", "edits the kubeconfig"),
     ("config delete-context dev", "edits the kubeconfig"),
-    ("ns kube-system", "plugin"),
-    ("krew install ctx", "plugin"),
-    ("ctx prod", "plugin"),
     ("--", "no kubectl command"),
+    ("ns --kubeconfig /tmp/other", "another kubeconfig"),
 ]
 
 
