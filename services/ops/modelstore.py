@@ -294,8 +294,12 @@ def stale_staging(root: Path, min_age_s: float = 60.0) -> list[Path]:
     now = datetime.now(UTC).timestamp()
     stale = []
     for entry in sorted(staging.iterdir()):
-        if entry.suffix == ".lock" or now - entry.lstat().st_mtime < min_age_s:
+        if now - entry.lstat().st_mtime < min_age_s:
             continue
+        if entry.suffix == ".lock":
+            if entry.with_suffix("").exists():
+                continue  # judged with its directory
+            entry = entry.with_suffix("")  # a lock whose publisher died while cleaning up
         lock_path = Path(f"{entry}.lock")
         if lock_path.exists():
             with open(lock_path) as lock:
