@@ -4,7 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test tools lint typecheck proto proto-check unit integration bench bench-quick soak test-containers clean
+.PHONY: run test tools lint typecheck proto proto-check unit integration bench bench-quick soak test-containers clean \
+	diff deploy undeploy
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +52,27 @@ soak: $(STAMP)
 
 test-containers: $(STAMP)
 	bash .ci/containers.sh
+
+## diff ENV=…: what deploy would change (kubectl diff of the overlay deploy/environments.yaml names)
+## deploy ENV=…: diff, then apply that overlay (production asks for the name; CONFIRM=ENV without a terminal)
+## undeploy ENV=…: delete everything the overlay made, its namespace included ("delete to start over")
+KUBE = $(BIN)/kikimimi-kube $(if $(CONFIRM),--yes-i-mean $(CONFIRM)) $(ENV)
+OVERLAY = $$($(BIN)/python -m services.ops.environments $(ENV))
+define need_env
+	@test -n "$(ENV)" || { echo "ENV is not set: make $@ ENV=dev (deploy/environments.yaml)" >&2; exit 2; }
+	@overlay=$(OVERLAY) && test -n "$$overlay"
+endef
+
+diff: $(STAMP)
+	$(need_env)
+	$(KUBE) diff -k $(OVERLAY); status=$$?; test $$status -le 1
+
+deploy: diff
+	$(KUBE) apply -k $(OVERLAY)
+
+undeploy: $(STAMP)
+	$(need_env)
+	$(KUBE) delete -k $(OVERLAY) --ignore-not-found
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
