@@ -102,6 +102,20 @@ def test_router_reports_serving_over_grpc_health(routed: Routed) -> None:
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
+def test_demo_route_listing_is_no_refused_session(default_table: Routed) -> None:
+    """The page's config.json lists the table, and the router counts no session for it:
+    no NOT_FOUND, no session ended (it asks ListRoutes, not starts that match no route)."""
+    routed = default_table
+    not_found = metric(routed.router, "kikimimi_router_errors_total", code="NOT_FOUND")
+    sessions = metric(routed.router, "kikimimi_router_sessions_total")
+    http = routed.url.replace("ws://", "http://", 1)
+    status, body = http_json(f"{http}demo/config.json")
+    assert status == 200
+    assert body == {"processes": {"asr": ["en", "ja"], "nict-asr": ["en", "ja"]}}
+    assert metric(routed.router, "kikimimi_router_errors_total", code="NOT_FOUND") == not_found
+    assert metric(routed.router, "kikimimi_router_sessions_total") == sessions
+
+
 async def test_metrics_count_sessions_by_route_and_backend(routed: Routed, sample: bytes) -> None:
     """/metrics counts a session by route and by backend, healthy backends per route, no ids."""
     labels = {"route": "nict-asr/ja"}
