@@ -20,6 +20,7 @@ from services.endpoint.errors import (
 from services.endpoint.handshake import SessionParams
 
 Call = grpc.aio.StreamStreamCall[pb.RecognizeRequest, pb.RecognizeResponse]
+LIST_ROUTES_DEADLINE_SECONDS = 5.0
 
 
 class BackendStream:
@@ -81,7 +82,20 @@ class RouterClient:
         options = grpc_util.balanced_channel_options(address)
         self.channel = grpc.aio.insecure_channel(address, options=options)
         self.stub = pb_grpc.RecognizerStub(self.channel)
+        self.directory = pb_grpc.RouteDirectoryStub(self.channel)
         self.deadline = deadline
+
+    async def list_routes(
+        self, deadline: float = LIST_ROUTES_DEADLINE_SECONDS
+    ) -> dict[str, list[str]]:
+        """Each process of the router's route table with its languages, in the router's order
+        (sorted). Raises grpc.aio.AioRpcError: UNAVAILABLE when no router answers,
+        DEADLINE_EXCEEDED when one does not within `deadline` seconds."""
+        reply = await self.directory.ListRoutes(pb.ListRoutesRequest(), timeout=deadline)
+        routes: dict[str, list[str]] = {}
+        for route in reply.routes:
+            routes.setdefault(route.process, []).append(route.language)
+        return routes
 
     async def open(
         self,

@@ -7,9 +7,7 @@ public protocol like any browser client; the server adds only two things for it:
   the browser used (CSP's `'self'` does not cover `ws:`/`wss:` in every browser), no
   sniffing, no referrer, no framing;
 - `GET /demo/config.json`: the processes and languages of the route table, so the page
-  offers what this deployment supports. The router has no listing call; it answers a start
-  it has no route for with the supported names in machine-readable trailing metadata, so
-  the page's list comes from such probes (no backend is asked), cached for
+  offers what this deployment supports: the router's RouteDirectory.ListRoutes, cached for
   `ROUTES_CACHE_SECONDS`.
 
 See docs/demo.md.
@@ -32,16 +30,12 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.common import grpc_util
-from services.common.pb import recognizer_pb2 as pb
 from services.endpoint.backend import RouterClient
 
 log = logging.getLogger("services.endpoint.demo")
 
 STATIC_DIR = Path(__file__).resolve().parent / "demo_static"
 ROUTES_CACHE_SECONDS = 30.0
-PROBE_TIMEOUT_SECONDS = 5.0
-PROBE_SESSION_ID = "demo-route-listing"
 # A Host header worth putting into the policy: a name or address and a port, nothing that
 # could end a CSP directive.
 _HOST = re.compile(r"^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
@@ -101,7 +95,8 @@ class SecurityHeaders:
 
 
 class RouteListing:
-    """Processes and languages of the route table, from the router's no-route answers."""
+    """Processes and languages of the route table, asked of the router at most once per
+    `ROUTES_CACHE_SECONDS` however many pages load."""
 
     def __init__(self, router: RouterClient) -> None:
         self.router = router
@@ -110,33 +105,11 @@ class RouteListing:
         self._lock = asyncio.Lock()
 
     async def get(self) -> dict[str, list[str]]:
-        async with self._lock:  # one probe at a time, however many pages load
+        async with self._lock:  # one call at a time
             if self._cached is None or time.monotonic() - self._cached_at > ROUTES_CACHE_SECONDS:
-                self._cached = await self._probe_all()
+                self._cached = await self.router.list_routes()
                 self._cached_at = time.monotonic()
             return self._cached
-
-    async def _probe_all(self) -> dict[str, list[str]]:
-        processes = await self._probe("", grpc_util.SUPPORTED_PROCESSES_KEY)
-        return {p: await self._probe(p, grpc_util.SUPPORTED_LANGUAGES_KEY) for p in processes}
-
-    async def _probe(self, process: str, key: str) -> list[str]:
-        """Start a session no route matches (empty language); the refusal lists names."""
-        call = self.router.stub.Recognize(  # type: ignore[call-arg]
-            metadata=[(grpc_util.SESSION_ID_KEY, PROBE_SESSION_ID)],
-            timeout=PROBE_TIMEOUT_SECONDS,
-        )
-        try:
-            await call.write(pb.RecognizeRequest(start=pb.Start(process=process, language="")))
-            await call.read()
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() != grpc.StatusCode.NOT_FOUND:
-                raise
-            value = grpc_util.metadata_value(exc.trailing_metadata(), key)
-            return [name for name in value.split(",") if name]
-        finally:
-            call.cancel()
-        raise RuntimeError("the router accepted a session without a language")
 
 
 def create_demo_app(router: RouterClient) -> ASGIApp:
@@ -146,7 +119,7 @@ def create_demo_app(router: RouterClient) -> ASGIApp:
     async def config(request: Request) -> Response:
         try:
             routes = await listing.get()
-        except (grpc.aio.AioRpcError, RuntimeError) as exc:
+        except grpc.aio.AioRpcError as exc:
             log.warning("the demo cannot list the routes: %s", exc)
             body: dict[str, Any] = {
                 "error": {

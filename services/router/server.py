@@ -1,9 +1,10 @@
 """Wiring of the router: the routing Recognizer servicer and `serve()`.
 
-The concerns live apart: the route table file in table.py, backends and their health in
-backends.py, one session's relay and failover in proxy.py, its accounting in record.py,
-shadows in shadow.py, /readiness and gauges in status.py, the drain in
-services.common.sessions (docs/architecture.md, "Drain").
+The concerns live apart: the route table file in table.py, its listing for clients
+(RouteDirectory) in directory.py, backends and their health in backends.py, one session's
+relay and failover in proxy.py, its accounting in record.py, shadows in shadow.py,
+/readiness and gauges in status.py, the drain in services.common.sessions
+(docs/architecture.md, "Drain").
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from services.common.pb import recognizer_pb2_grpc as pb_grpc
 from services.common.sessions import SessionTracker
 from services.router.backends import RECOGNIZER_SERVICE, BackendPool, BackendRegistry
 from services.router.config import Settings
+from services.router.directory import RouteDirectory
 from services.router.errors import (
     RETRYABLE_AT_START,
     BadStart,
@@ -254,6 +256,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     server = grpc.aio.server(options=server_options(settings))
     router = Router(settings, loaded, grpc_util.add_health(server))
     pb_grpc.add_RecognizerServicer_to_server(router, server)
+    pb_grpc.add_RouteDirectoryServicer_to_server(RouteDirectory(router.tables), server)
     server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
     await router.start()
     await server.start()

@@ -12,6 +12,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.common.pb import recognizer_pb2 as pb
+from services.common.pb import recognizer_pb2_grpc as pb_grpc
 from tests.client import mimi_headers, refusal, stream_session
 from tests.procs import Service
 from tests.router.router_helpers import (
@@ -100,6 +102,44 @@ def test_router_reports_serving_over_grpc_health(routed: Routed) -> None:
         for service in ("", "kikimimi.v1.Recognizer"):
             reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_demo_route_listing_is_no_refused_session(default_table: Routed) -> None:
+    """The page's config.json lists the table, and the router counts no session for it:
+    no NOT_FOUND, no session ended (it asks ListRoutes, not starts that match no route)."""
+    routed = default_table
+    not_found = metric(routed.router, "kikimimi_router_errors_total", code="NOT_FOUND")
+    sessions = metric(routed.router, "kikimimi_router_sessions_total")
+    http = routed.url.replace("ws://", "http://", 1)
+    status, body = http_json(f"{http}demo/config.json")
+    assert status == 200
+    assert body == {"processes": {"asr": ["en", "ja"], "nict-asr": ["en", "ja"]}}
+    assert metric(routed.router, "kikimimi_router_errors_total", code="NOT_FOUND") == not_found
+    assert metric(routed.router, "kikimimi_router_sessions_total") == sessions
+
+
+def list_routes(service: Service) -> list[tuple[str, str]]:
+    """RouteDirectory.ListRoutes on the service's gRPC port, as (process, language) pairs."""
+    with grpc.insecure_channel(f"127.0.0.1:{service.ports['grpc']}") as channel:
+        reply = pb_grpc.RouteDirectoryStub(channel).ListRoutes(pb.ListRoutesRequest(), timeout=10)
+        return [(r.process, r.language) for r in reply.routes]
+
+
+def test_list_routes_follows_the_reloaded_table(default_table: Routed) -> None:
+    """ListRoutes answers the table in use: a route written into the file is listed."""
+    routed = default_table
+    assert list_routes(routed.router) == [
+        (p, lang) for p in ("asr", "nict-asr") for lang in ("en", "ja")
+    ]
+    routed.write([{"process": ["nict-asr"], "language": "ko", "pool": "ja"}])
+    assert list_routes(routed.router) == [("nict-asr", "ko")]
+
+
+def test_the_intermediate_has_no_route_directory(routed: Routed) -> None:
+    """The intermediate serves Recognizer only: ListRoutes there is UNIMPLEMENTED."""
+    with pytest.raises(grpc.RpcError) as info:
+        list_routes(routed.ja)
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
 async def test_metrics_count_sessions_by_route_and_backend(routed: Routed, sample: bytes) -> None:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#services/common/pb/recognizer.proto\x12\x0bkikimimi.v1\"\xa0\x01\n\x0b\x41udioFormat\x12\x33\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32!.kikimimi.v1.AudioFormat.Encoding\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\x05\x12\x10\n\x08\x63hannels\x18\x03 \x01(\x05\"2\n\x08\x45ncoding\x12\x18\n\x14\x45NCODING_UNSPECIFIED\x10\x00\x12\x0c\n\x08LINEAR16\x10\x01\"\xc9\x01\n\x05Start\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07process\x18\x02 \x01(\t\x12\x10\n\x08language\x18\x03 \x01(\t\x12\'\n\x05\x61udio\x18\x04 \x01(\x0b\x32\x18.kikimimi.v1.AudioFormat\x12\x30\n\x07options\x18\x05 \x03(\x0b\x32\x1f.kikimimi.v1.Start.OptionsEntry\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x05\n\x03\x45nd\"t\n\x10RecognizeRequest\x12#\n\x05start\x18\x01 \x01(\x0b\x32\x12.kikimimi.v1.StartH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x12\x1f\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x10.kikimimi.v1.EndH\x00\x42\t\n\x07request\"a\n\x04Word\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x15\n\rpronunciation\x18\x02 \x01(\t\x12\x10\n\x08start_ms\x18\x03 \x01(\x05\x12\x0e\n\x06\x65nd_ms\x18\x04 \x01(\x05\x12\x12\n\nconfidence\x18\x05 \x01(\x02\"\x1b\n\x08\x41\x63\x63\x65pted\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\"K\n\x07Partial\x12\x0c\n\x04text\x18\x01 \x01(\t\x12 \n\x05words\x18\x02 \x03(\x0b\x32\x11.kikimimi.v1.Word\x12\x10\n\x08start_ms\x18\x03 \x01(\x05\"[\n\x07Segment\x12\x0c\n\x04text\x18\x01 \x01(\t\x12 \n\x05words\x18\x02 \x03(\x0b\x32\x11.kikimimi.v1.Word\x12\x10\n\x08start_ms\x18\x03 \x01(\x05\x12\x0e\n\x06\x65nd_ms\x18\x04 \x01(\x05\":\n\x08\x46inished\x12\x0c\n\x04text\x18\x01 \x01(\t\x12 \n\x05words\x18\x02 \x03(\x0b\x32\x11.kikimimi.v1.Word\"\xc7\x01\n\x11RecognizeResponse\x12)\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x0b\x32\x15.kikimimi.v1.AcceptedH\x00\x12\'\n\x07partial\x18\x02 \x01(\x0b\x32\x14.kikimimi.v1.PartialH\x00\x12\'\n\x07segment\x18\x03 \x01(\x0b\x32\x14.kikimimi.v1.SegmentH\x00\x12)\n\x08\x66inished\x18\x04 \x01(\x0b\x32\x15.kikimimi.v1.FinishedH\x00\x42\n\n\x08response2\\\n\nRecognizer\x12N\n\tRecognize\x12\x1d.kikimimi.v1.RecognizeRequest\x1a\x1e.kikimimi.v1.RecognizeResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#services/common/pb/recognizer.proto\x12\x0bkikimimi.v1\"\x13\n\x11ListRoutesRequest\"3\n\x0eSupportedRoute\x12\x0f\n\x07process\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\"A\n\x12ListRoutesResponse\x12+\n\x06routes\x18\x01 \x03(\x0b\x32\x1b.kikimimi.v1.SupportedRoute\"\xa0\x01\n\x0b\x41udioFormat\x12\x33\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32!.kikimimi.v1.AudioFormat.Encoding\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\x05\x12\x10\n\x08\x63hannels\x18\x03 \x01(\x05\"2\n\x08\x45ncoding\x12\x18\n\x14\x45NCODING_UNSPECIFIED\x10\x00\x12\x0c\n\x08LINEAR16\x10\x01\"\xc9\x01\n\x05Start\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07process\x18\x02 \x01(\t\x12\x10\n\x08language\x18\x03 \x01(\t\x12\'\n\x05\x61udio\x18\x04 \x01(\x0b\x32\x18.kikimimi.v1.AudioFormat\x12\x30\n\x07options\x18\x05 \x03(\x0b\x32\x1f.kikimimi.v1.Start.OptionsEntry\x1a.\n\x0cOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x05\n\x03\x45nd\"t\n\x10RecognizeRequest\x12#\n\x05start\x18\x01 \x01(\x0b\x32\x12.kikimimi.v1.StartH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x12\x1f\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x10.kikimimi.v1.EndH\x00\x42\t\n\x07request\"a\n\x04Word\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x15\n\rpronunciation\x18\x02 \x01(\t\x12\x10\n\x08start_ms\x18\x03 \x01(\x05\x12\x0e\n\x06\x65nd_ms\x18\x04 \x01(\x05\x12\x12\n\nconfidence\x18\x05 \x01(\x02\"\x1b\n\x08\x41\x63\x63\x65pted\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\"K\n\x07Partial\x12\x0c\n\x04text\x18\x01 \x01(\t\x12 \n\x05words\x18\x02 \x03(\x0b\x32\x11.kikimimi.v1.Word\x12\x10\n\x08start_ms\x18\x03 \x01(\x05\"[\n\x07Segment\x12\x0c\n\x04text\x18\x01 \x01(\t\x12 \n\x05words\x18\x02 \x03(\x0b\x32\x11.kikimimi.v1.Word\x12\x10\n\x08start_ms\x18\x03 \x01(\x05\x12\x0e\n\x06\x65nd_ms\x18\x04 \x01(\x05\":\n\x08\x46inished\x12\x0c\n\x04text\x18\x01 \x01(\t\x12 \n\x05words\x18\x02 \x03(\x0b\x32\x11.kikimimi.v1.Word\"\xc7\x01\n\x11RecognizeResponse\x12)\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x0b\x32\x15.kikimimi.v1.AcceptedH\x00\x12\'\n\x07partial\x18\x02 \x01(\x0b\x32\x14.kikimimi.v1.PartialH\x00\x12\'\n\x07segment\x18\x03 \x01(\x0b\x32\x14.kikimimi.v1.SegmentH\x00\x12)\n\x08\x66inished\x18\x04 \x01(\x0b\x32\x15.kikimimi.v1.FinishedH\x00\x42\n\n\x08response2\\\n\nRecognizer\x12N\n\tRecognize\x12\x1d.kikimimi.v1.RecognizeRequest\x1a\x1e.kikimimi.v1.RecognizeResponse(\x01\x30\x01\x32_\n\x0eRouteDirectory\x12M\n\nListRoutes\x12\x1e.kikimimi.v1.ListRoutesRequest\x1a\x1f.kikimimi.v1.ListRoutesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,30 +33,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_START_OPTIONSENTRY']._loaded_options = None
   _globals['_START_OPTIONSENTRY']._serialized_options = b'8\001'
-  _globals['_AUDIOFORMAT']._serialized_start=53
-  _globals['_AUDIOFORMAT']._serialized_end=213
-  _globals['_AUDIOFORMAT_ENCODING']._serialized_start=163
-  _globals['_AUDIOFORMAT_ENCODING']._serialized_end=213
-  _globals['_START']._serialized_start=216
-  _globals['_START']._serialized_end=417
-  _globals['_START_OPTIONSENTRY']._serialized_start=371
-  _globals['_START_OPTIONSENTRY']._serialized_end=417
-  _globals['_END']._serialized_start=419
-  _globals['_END']._serialized_end=424
-  _globals['_RECOGNIZEREQUEST']._serialized_start=426
-  _globals['_RECOGNIZEREQUEST']._serialized_end=542
-  _globals['_WORD']._serialized_start=544
-  _globals['_WORD']._serialized_end=641
-  _globals['_ACCEPTED']._serialized_start=643
-  _globals['_ACCEPTED']._serialized_end=670
-  _globals['_PARTIAL']._serialized_start=672
-  _globals['_PARTIAL']._serialized_end=747
-  _globals['_SEGMENT']._serialized_start=749
-  _globals['_SEGMENT']._serialized_end=840
-  _globals['_FINISHED']._serialized_start=842
-  _globals['_FINISHED']._serialized_end=900
-  _globals['_RECOGNIZERESPONSE']._serialized_start=903
-  _globals['_RECOGNIZERESPONSE']._serialized_end=1102
-  _globals['_RECOGNIZER']._serialized_start=1104
-  _globals['_RECOGNIZER']._serialized_end=1196
+  _globals['_LISTROUTESREQUEST']._serialized_start=52
+  _globals['_LISTROUTESREQUEST']._serialized_end=71
+  _globals['_SUPPORTEDROUTE']._serialized_start=73
+  _globals['_SUPPORTEDROUTE']._serialized_end=124
+  _globals['_LISTROUTESRESPONSE']._serialized_start=126
+  _globals['_LISTROUTESRESPONSE']._serialized_end=191
+  _globals['_AUDIOFORMAT']._serialized_start=194
+  _globals['_AUDIOFORMAT']._serialized_end=354
+  _globals['_AUDIOFORMAT_ENCODING']._serialized_start=304
+  _globals['_AUDIOFORMAT_ENCODING']._serialized_end=354
+  _globals['_START']._serialized_start=357
+  _globals['_START']._serialized_end=558
+  _globals['_START_OPTIONSENTRY']._serialized_start=512
+  _globals['_START_OPTIONSENTRY']._serialized_end=558
+  _globals['_END']._serialized_start=560
+  _globals['_END']._serialized_end=565
+  _globals['_RECOGNIZEREQUEST']._serialized_start=567
+  _globals['_RECOGNIZEREQUEST']._serialized_end=683
+  _globals['_WORD']._serialized_start=685
+  _globals['_WORD']._serialized_end=782
+  _globals['_ACCEPTED']._serialized_start=784
+  _globals['_ACCEPTED']._serialized_end=811
+  _globals['_PARTIAL']._serialized_start=813
+  _globals['_PARTIAL']._serialized_end=888
+  _globals['_SEGMENT']._serialized_start=890
+  _globals['_SEGMENT']._serialized_end=981
+  _globals['_FINISHED']._serialized_start=983
+  _globals['_FINISHED']._serialized_end=1041
+  _globals['_RECOGNIZERESPONSE']._serialized_start=1044
+  _globals['_RECOGNIZERESPONSE']._serialized_end=1243
+  _globals['_RECOGNIZER']._serialized_start=1245
+  _globals['_RECOGNIZER']._serialized_end=1337
+  _globals['_ROUTEDIRECTORY']._serialized_start=1339
+  _globals['_ROUTEDIRECTORY']._serialized_end=1434
 # @@protoc_insertion_point(module_scope)

@@ -95,3 +95,84 @@ class Recognizer:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class RouteDirectoryStub:
+    """What the router's route table offers, as much as a client may know: the names a Start
+    may use. A service of its own, served by the router only (the intermediate has no route
+    table; it answers UNIMPLEMENTED like any server without the service).
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ListRoutes = channel.unary_unary(
+                '/kikimimi.v1.RouteDirectory/ListRoutes',
+                request_serializer=services_dot_common_dot_pb_dot_recognizer__pb2.ListRoutesRequest.SerializeToString,
+                response_deserializer=services_dot_common_dot_pb_dot_recognizer__pb2.ListRoutesResponse.FromString,
+                _registered_method=True)
+
+
+class RouteDirectoryServicer:
+    """What the router's route table offers, as much as a client may know: the names a Start
+    may use. A service of its own, served by the router only (the intermediate has no route
+    table; it answers UNIMPLEMENTED like any server without the service).
+    """
+
+    def ListRoutes(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_RouteDirectoryServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ListRoutes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRoutes,
+                    request_deserializer=services_dot_common_dot_pb_dot_recognizer__pb2.ListRoutesRequest.FromString,
+                    response_serializer=services_dot_common_dot_pb_dot_recognizer__pb2.ListRoutesResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'kikimimi.v1.RouteDirectory', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('kikimimi.v1.RouteDirectory', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class RouteDirectory:
+    """What the router's route table offers, as much as a client may know: the names a Start
+    may use. A service of its own, served by the router only (the intermediate has no route
+    table; it answers UNIMPLEMENTED like any server without the service).
+    """
+
+    @staticmethod
+    def ListRoutes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kikimimi.v1.RouteDirectory/ListRoutes',
+            services_dot_common_dot_pb_dot_recognizer__pb2.ListRoutesRequest.SerializeToString,
+            services_dot_common_dot_pb_dot_recognizer__pb2.ListRoutesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

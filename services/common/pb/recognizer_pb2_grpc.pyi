@@ -4,7 +4,8 @@ isort:skip_file
 The internal protocol of kikimimi (DESIGN.md §3).
 
 Both the router and the intermediate implement Recognizer, so the router is a
-routing proxy. A session is one bidirectional stream:
+routing proxy; only the router implements RouteDirectory. A session is one
+bidirectional stream:
   client side:  start, audio*, end
   server side:  accepted, (partial | segment)*, finished
 Errors are gRPC status codes; the session id and W3C traceparent travel as metadata
@@ -55,3 +56,40 @@ class RecognizerServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_recognizer_pb2.RecognizeResponse], _abc.AsyncIterator[_recognizer_pb2.RecognizeResponse]]: ...
 
 def add_RecognizerServicer_to_server(servicer: RecognizerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class RouteDirectoryStub:
+    """What the router's route table offers, as much as a client may know: the names a Start
+    may use. A service of its own, served by the router only (the intermediate has no route
+    table; it answers UNIMPLEMENTED like any server without the service).
+    """
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> RouteDirectoryAsyncStub: ...
+    ListRoutes: _grpc.UnaryUnaryMultiCallable[_recognizer_pb2.ListRoutesRequest, _recognizer_pb2.ListRoutesResponse]
+
+@_typing.type_check_only
+class RouteDirectoryAsyncStub(RouteDirectoryStub):
+    """What the router's route table offers, as much as a client may know: the names a Start
+    may use. A service of its own, served by the router only (the intermediate has no route
+    table; it answers UNIMPLEMENTED like any server without the service).
+    """
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    ListRoutes: _aio.UnaryUnaryMultiCallable[_recognizer_pb2.ListRoutesRequest, _recognizer_pb2.ListRoutesResponse]  # type: ignore[assignment]
+
+class RouteDirectoryServicer(metaclass=_abc_1.ABCMeta):
+    """What the router's route table offers, as much as a client may know: the names a Start
+    may use. A service of its own, served by the router only (the intermediate has no route
+    table; it answers UNIMPLEMENTED like any server without the service).
+    """
+
+    @_abc_1.abstractmethod
+    def ListRoutes(
+        self,
+        request: _recognizer_pb2.ListRoutesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_recognizer_pb2.ListRoutesResponse, _abc.Awaitable[_recognizer_pb2.ListRoutesResponse]]: ...
+
+def add_RouteDirectoryServicer_to_server(servicer: RouteDirectoryServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
