@@ -12,8 +12,10 @@ from typing import Any
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from services.common.audio import SAMPLE_RATE
+
 RECOG_BREAK = json.dumps({"command": "recog-break"})
-PCM16K = "audio/x-pcm;bit=16;rate=16000;channels=1"
+PCM16K = f"audio/x-pcm;bit=16;rate={SAMPLE_RATE};channels=1"
 SESSION_TIMEOUT = 60.0
 
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 import numpy as np
 import soxr
 
+# The internal hops' audio: 16-bit mono at 16 kHz (the endpoint normalises to it).
+SAMPLE_RATE = 16000
 BYTES_PER_SAMPLE = 2
+PCM_BYTES_PER_SECOND = SAMPLE_RATE * BYTES_PER_SAMPLE
 
 
 class SampleFramer:

@@ -9,6 +9,8 @@ import grpc
 from grpc_health.v1 import _async as health_aio  # the aio servicer; `health.aio` re-exports it
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.common.pb import recognizer_pb2
+
 SESSION_ID_KEY = "x-session-id"
 TRACEPARENT_KEY = "traceparent"
 SUPPORTED_LANGUAGES_KEY = "x-supported-languages"
@@ -34,6 +36,9 @@ SERVER_OPTIONS: Sequence[tuple[str, int]] = (
 
 # The end of a stream read with call.read(); grpc-stubs (1.53) does not know it yet.
 EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]
+
+# The grpc.health.v1 service name the router watches on each intermediate.
+RECOGNIZER_SERVICE = recognizer_pb2.DESCRIPTOR.services_by_name["Recognizer"].full_name
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

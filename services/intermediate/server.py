@@ -29,7 +29,7 @@ log = logging.getLogger("services.intermediate")
 # A router sends `start` at once; a stream that does not is broken.
 START_TIMEOUT_SECONDS = 10.0
 # The router watches the Recognizer service; "" is the whole server. Both follow readiness.
-HEALTH_SERVICES = ("", "kikimimi.v1.Recognizer")
+HEALTH_SERVICES = ("", grpc_util.RECOGNIZER_SERVICE)
 
 
 def validate_start(request: pb.RecognizeRequest) -> pb.Start:

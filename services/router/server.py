@@ -20,7 +20,7 @@ from services.common.logs import session_id_var, summary
 from services.common.pb import recognizer_pb2 as pb
 from services.common.pb import recognizer_pb2_grpc as pb_grpc
 from services.common.tracing import SessionSpan
-from services.router.backends import RECOGNIZER_SERVICE, BackendRegistry
+from services.router.backends import BackendRegistry
 from services.router.config import Settings
 from services.router.errors import (
     RETRYABLE_AT_START,
@@ -372,7 +372,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     server = grpc.aio.server(options=grpc_util.SERVER_OPTIONS)
     pb_grpc.add_RecognizerServicer_to_server(router, server)
     router.health_servicer = grpc_util.add_health(server)
-    for service in ("", RECOGNIZER_SERVICE):
+    for service in ("", grpc_util.RECOGNIZER_SERVICE):
         await router.health_servicer.set(service, grpc_util.SERVING)
     router.metrics.table_ok.set(1)
     server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")

@@ -21,10 +21,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidStatus
 
 from engine_stub.build_transcript import build
+from services.common.engine_messages import EOF_MESSAGE
 from tests.engine_stub.stub_helpers import expected_segments, frames, sample_audio
 from tests.procs import ROOT, Service, free_port, start_service, wait_for_port
 
-EOF_TEXT = '{"eof" : 1}'
 TIMEOUT = 5.0
 
 
@@ -92,7 +92,7 @@ async def test_eof_gives_final_then_close_1000(url: str) -> None:
         for chunk in frames(audio, 6400):
             await ws.send(chunk)
             await reply(ws)
-        await ws.send(EOF_TEXT)
+        await ws.send(EOF_MESSAGE)
         text = digest(audio)
         assert await reply(ws) == {
             "text": text,
@@ -148,7 +148,7 @@ async def test_sample_segments_arrive_as_audio_arrives(url: str, size: int) -> N
             message = await reply(ws)
             if "text" in message:
                 segments.append((sent, message))
-        await ws.send(EOF_TEXT)
+        await ws.send(EOF_MESSAGE)
         segments.append((sent, await reply(ws)))
     assert [m for _, m in segments] == [{"text": s.text, "result": s.words} for s in expected]
     for (sent, _), segment in zip(segments[:2], expected, strict=False):
@@ -208,7 +208,7 @@ async def test_hang_stops_replies_but_answers_pings() -> None:
                 await ws.send(b"\x00" * 3200)
                 await reply(ws)
             await ws.send(b"\x00" * 3200)
-            await ws.send(EOF_TEXT)
+            await ws.send(EOF_MESSAGE)
             with pytest.raises(TimeoutError):
                 await reply(ws, within=0.5)
             pong = await ws.ping()
@@ -293,7 +293,7 @@ async def test_summary_lines_and_sigterm() -> None:
         async with session(address) as ws:
             await ws.send(b"\x00" * 6400)
             await reply(ws)
-            await ws.send(EOF_TEXT)
+            await ws.send(EOF_MESSAGE)
             await reply(ws)
             await closed(ws)
         async with session(address) as ws:
@@ -342,7 +342,7 @@ async def test_extra_transcript_answers_its_sample(tmp_path: Path) -> None:
         async with session(address) as ws:
             await ws.send(audio)
             assert await reply(ws) == {"partial": "hello world"}
-            await ws.send(EOF_TEXT)
+            await ws.send(EOF_MESSAGE)
             assert await reply(ws) == {
                 "text": "hello world",
                 "result": [

@@ -9,8 +9,9 @@ import random
 
 import pytest
 
-from engine_stub.session import EOF_TEXT, ProtocolViolation, Session, encode
+from engine_stub.session import ProtocolViolation, Session, encode
 from engine_stub.transcripts import load_table
+from services.common.engine_messages import EOF_MESSAGE
 from tests.engine_stub.stub_helpers import expected_segments, frames, sample_audio
 
 TABLE = load_table()
@@ -41,7 +42,7 @@ def test_final_encodes_count_and_hash_of_all_audio() -> None:
     session = Session(16000, 0, TABLE)
     for chunk in frames(audio, 7000):
         session.audio(chunk)
-    reply = session.text(EOF_TEXT)
+    reply = session.text(EOF_MESSAGE)
     assert reply is not None
     assert reply.final
     text = digest(audio)
@@ -53,7 +54,7 @@ def test_final_encodes_count_and_hash_of_all_audio() -> None:
 
 def test_final_without_audio_is_empty_text() -> None:
     """eof before any audio gives `{"text": ""}` without a result."""
-    reply = Session(16000, 0, TABLE).text(EOF_TEXT)
+    reply = Session(16000, 0, TABLE).text(EOF_MESSAGE)
     assert reply is not None
     assert reply.message == {"text": ""}
 
@@ -84,13 +85,13 @@ def test_config_before_audio_sets_rate_and_words() -> None:
     session = Session(16000, 0, TABLE)
     assert session.text('{"config": {"sample_rate": 8000, "words": 1}}') is None
     session.audio(b"\x00" * 16000)
-    reply = session.text(EOF_TEXT)
+    reply = session.text(EOF_MESSAGE)
     assert reply is not None
     assert reply.message["result"][0]["end"] == 1.0
     quiet = Session(16000, 0, TABLE)
     quiet.text('{"config": {"words": 0}}')
     quiet.audio(b"\x00" * 16000)
-    reply = quiet.text(EOF_TEXT)
+    reply = quiet.text(EOF_MESSAGE)
     assert reply is not None
     assert "result" not in reply.message
 
@@ -100,7 +101,7 @@ def test_config_after_audio_is_ignored() -> None:
     session = Session(16000, 0, TABLE)
     session.audio(b"\x00" * 32000)
     assert session.text('{"config": {"sample_rate": 8000}}') is None
-    reply = session.text(EOF_TEXT)
+    reply = session.text(EOF_MESSAGE)
     assert reply is not None
     assert reply.message["result"][0]["end"] == 1.0
 
@@ -115,7 +116,7 @@ def test_segment_ms_cuts_segments_whatever_the_frame_size(size: int) -> None:
         message = session.audio(chunk).message
         if "text" in message:
             texts.append(message["text"])
-    reply = session.text(EOF_TEXT)
+    reply = session.text(EOF_MESSAGE)
     assert reply is not None
     texts.append(reply.message["text"])
     cuts = [0, 16000, 32000, 48000, 64000, len(audio)]
@@ -128,7 +129,7 @@ def test_segment_ms_final_with_nothing_left_is_empty() -> None:
     """When the audio ends on a segment boundary, the final reply is `{"text": ""}`."""
     session = Session(16000, 100, TABLE)
     assert session.audio(b"\x00" * 3200).message["text"] == digest(b"\x00" * 3200)
-    reply = session.text(EOF_TEXT)
+    reply = session.text(EOF_MESSAGE)
     assert reply is not None
     assert reply.message == {"text": ""}
 
@@ -140,7 +141,7 @@ def run_sample(audio: bytes, sizes: list[int]) -> list[dict[str, object]]:
         size = sizes[turn % len(sizes)]
         replies.append(session.audio(audio[offset : offset + size]).message)
         offset, turn = offset + size, turn + 1
-    final = session.text(EOF_TEXT)
+    final = session.text(EOF_MESSAGE)
     assert final is not None
     return [*replies, final.message]
 
@@ -204,7 +205,7 @@ def test_sample_at_another_rate_is_not_recognised() -> None:
     session.text('{"config": {"sample_rate": 8000}}')
     for chunk in frames(sample_audio(), 3200):
         assert "partial" in session.audio(chunk).message
-    reply = session.text(EOF_TEXT)
+    reply = session.text(EOF_MESSAGE)
     assert reply is not None
     assert reply.message["text"] == digest(sample_audio())
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from services.common.engine_messages import EOF_MESSAGE, config_message
 from services.common.pb import recognizer_pb2 as pb
 from services.intermediate.config import Settings
 from services.intermediate.connections import Backoff
-from services.intermediate.engine_protocol import EOF_MESSAGE, EngineTranslator, config_message
+from services.intermediate.engine_protocol import EngineTranslator
 from services.intermediate.errors import OUTCOMES, EngineProtocolError
 from services.intermediate.pool import EngineState, EngineTarget, PoolSettings
 from services.intermediate.server import validate_start
