@@ -16,7 +16,7 @@ from services.common import grpc_util
 
 @dataclass
 class Refusal(Exception):
-    """An HTTP answer instead of the WebSocket upgrade (DESIGN.md §2)."""
+    """An HTTP answer instead of the WebSocket upgrade (docs/architecture.md, "Public protocol")."""
 
     status: int
     code: str

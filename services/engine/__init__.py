@@ -1,4 +1,5 @@
-"""The pocketsphinx engine: a real English recogniser behind the engine protocol (DESIGN.md §4).
+"""The pocketsphinx engine: a real English recogniser behind the engine protocol
+(docs/architecture.md, "Engine protocol").
 
 It speaks the protocol of vosk-server's `websocket/asr_server.py`, so the intermediate cannot
 tell it from a Vosk engine. `protocol` holds the per-connection state machine (sans-I/O),

@@ -1,5 +1,5 @@
-"""The engine protocol of one connection, without I/O (DESIGN.md §4, vosk-server's
-`websocket/asr_server.py`).
+"""The engine protocol of one connection, without I/O (docs/architecture.md, "Engine
+protocol"; vosk-server's `websocket/asr_server.py`).
 
 `EngineSession` is fed the connection's messages. Text is a config (checked always, taken
 only before the first audio, as vosk-server builds its recogniser on the first audio frame;

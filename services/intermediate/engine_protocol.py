@@ -1,4 +1,5 @@
-"""The engine protocol (DESIGN.md §4, vosk-server compatible), without I/O.
+"""The engine protocol (vosk-server compatible), without I/O: docs/architecture.md,
+"Engine protocol".
 
 `EngineTranslator` is fed the engine's text replies and returns internal responses:
 partials, determined segments (times converted from seconds of the connection's audio to

@@ -1,4 +1,5 @@
-"""The engine connection pool (DESIGN.md §5).
+"""The engine connection pool (docs/architecture.md, "Pools, health, balancing and
+failover").
 
 Per engine target: a capacity (sessions at once) and a number of warm idle connections.
 Every connection to an engine — busy with a session, idle and warm, or being opened —
