@@ -149,7 +149,7 @@ class StubServer:
                 replies=stats.replies,
                 sample_rate=session.sample_rate,
                 transcript=transcript.name if transcript is not None else None,
-                duration_s=round(time.monotonic() - started, 3),
+                duration_seconds=round(time.monotonic() - started, 3),
             )
             session_id_var.reset(token)
 

@@ -12,77 +12,39 @@ and the containers do. Tests compose the topology they need:
 
 from __future__ import annotations
 
-import json
-import time
-import urllib.request
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import yaml
 
-from tests.procs import Service, free_port, start_service
+from tests.support.http import get_json_blocking
+from tests.support.processes import (
+    START_TIMEOUT,
+    Service,
+    ServiceGroup,
+    free_port,
+    start_service,
+)
+from tests.support.timing import poll_until
 
 READY_TIMEOUT = 30.0
 
 
-def http_json(url: str, timeout: float = 5.0) -> tuple[int, dict[str, Any]]:
-    """GET `url` and return (status, JSON body), whatever the status."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
-
-
-def http_text(url: str, timeout: float = 5.0) -> str:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return str(response.read().decode())
-
-
-def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> None:
-    """Poll `predicate` (a cheap HTTP probe) until it is true; there is no event to await."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except OSError:
-            pass
-        time.sleep(interval)
-    raise TimeoutError(f"{what} within {timeout} s")
-
-
 def wait_ready(service: Service, timeout: float = READY_TIMEOUT) -> None:
     port = service.ports["http"]
-    wait_until(
-        lambda: http_json(f"http://127.0.0.1:{port}/readiness")[0] == 200,
-        timeout,
-        f"{service.name} was not ready",
+    poll_until(
+        lambda: get_json_blocking(f"http://127.0.0.1:{port}/readiness")[0] == 200,
+        within=timeout,
+        what=f"{service.name} was not ready",
     )
 
 
-class Stack:
+class Stack(ServiceGroup):
     def __init__(self, tmp_path: Path) -> None:
+        super().__init__()
         self.tmp_path = tmp_path
-        self.services: list[Service] = []
         # Variables every service started from now on gets too (e.g. OTEL_* for tracing).
         self.extra_env: dict[str, str] = {}
-
-    def __enter__(self) -> Stack:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        for service in reversed(self.services):
-            service.stop()
 
     def _start(
         self,
@@ -91,7 +53,7 @@ class Stack:
         env: dict[str, str],
         wait_port: int,
         ports: dict[str, int],
-        timeout: float = 30.0,
+        timeout: float = START_TIMEOUT,
     ) -> Service:
         service = start_service(
             name, module, self.extra_env | env, wait_port, ports, timeout=timeout
@@ -120,7 +82,7 @@ class Stack:
             env,
             port,
             {"ws": port},
-            timeout=30 + float(settings.get("startup_delay", 0)),
+            timeout=START_TIMEOUT + float(settings.get("startup_delay", 0)),
         )
 
     def pocketsphinx(self, name: str = "engine-en", **settings: Any) -> Service:
@@ -199,10 +161,10 @@ class Stack:
         service.routes_file = routes_file  # type: ignore[attr-defined]
         if wait_healthy:
             wanted = sum(len(v) for v in pools.values())
-            wait_until(
+            poll_until(
                 lambda: _healthy_backends(http_port) >= wanted,
-                READY_TIMEOUT,
-                "the router did not see every backend healthy",
+                within=READY_TIMEOUT,
+                what="the router did not see every backend healthy",
             )
         return service
 
@@ -218,7 +180,7 @@ class Stack:
 
 
 def _healthy_backends(router_http_port: int) -> int:
-    _, body = http_json(f"http://127.0.0.1:{router_http_port}/readiness")
+    _, body = get_json_blocking(f"http://127.0.0.1:{router_http_port}/readiness")
     seen = {
         backend["address"]
         for route in body.get("routes", [])

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.processes import ROOT
+
 # Spelled in two parts so that this file does not mention it either.
 OUTSIDE_CONTRACT = "DESIGN" + ".md"
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")

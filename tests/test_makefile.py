@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-MAKEFILE = Path(__file__).resolve().parent.parent / "Makefile"
+from tests.support.processes import ROOT
+
+MAKEFILE = ROOT / "Makefile"
 
 
 def test_phony_names_only_targets_that_exist() -> None:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.procs import ROOT
+from tests.support.processes import ROOT
 
 PB = Path("services/common/pb")
 GENERATED = [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from hypothesis import given
@@ -12,9 +11,9 @@ from hypothesis import strategies as st
 from services.common.pb import recognizer_pb2 as pb
 from services.endpoint.formats import FINISHED, IN_PROGRESS, ResultFormatter
 from services.endpoint.handshake import Options
+from tests.support.audio import expected
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-EXPECTED = json.loads((FIXTURES / "ja-chotto-osoi-chushoku.expected.json").read_text("utf-8"))
+EXPECTED = expected()
 
 
 def fixture_words() -> list[pb.Word]:

@@ -28,7 +28,7 @@ import psutil  # type: ignore[import-untyped]  # dev dependency without stubs
 from websockets.asyncio.client import connect
 
 from tests.engine.engine_helpers import EOF_TEXT, RATE, frames, speak
-from tests.procs import Service, free_port, start_service
+from tests.support.processes import Service, free_port, start_service
 
 SENTENCES = [
     ("rms", "please open the window and turn off the lights in the kitchen"),

@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.request
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 
 import jiwer
 import numpy as np
 import pytest
 import soxr
-from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from tests.engine.engine_helpers import EOF_TEXT, TIMEOUT, drain, flite_path, speak, stream
-from tests.procs import Service, free_port, start_service
-from tests.stack import wait_until
+from tests.support.metrics import metric
+from tests.support.processes import Service, free_port, start_service
+from tests.support.timing import eventually
 
 CAPACITY = 4
 SENTENCES = [
@@ -222,31 +221,25 @@ def test_model_loads_before_the_port_opens(engine: tuple[str, Service]) -> None:
     assert {"outcome", "audio_seconds", "real_time_factor", "session_id"} <= set(summaries[0])
 
 
-def _metric(url: str, name: str, **labels: str) -> float:
-    text = urllib.request.urlopen(url.replace("ws://", "http://") + "/metrics", timeout=5).read()
-    for family in text_string_to_metric_families(text.decode()):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    return 0.0
+def _metric(url: str, name: str, **labels: str) -> Awaitable[float]:
+    return metric(url.replace("ws://", "http://"), name, **labels)
 
 
 async def test_metrics_count_sessions_audio_and_decoding(
     url: str, speech: list[tuple[str, bytes]]
 ) -> None:
     """GET /metrics on the engine's port counts a finished session, its audio and decode time."""
-    before = await asyncio.to_thread(_metric, url, "kikimimi_engine_sessions_total", outcome="ok")
-    audio_before = await asyncio.to_thread(_metric, url, "kikimimi_engine_audio_seconds_total")
+    before = await _metric(url, "kikimimi_engine_sessions_total", outcome="ok")
+    audio_before = await _metric(url, "kikimimi_engine_audio_seconds_total")
     _, pcm = speech[0]
     transcript = await stream(url, pcm)
     assert transcript.final is not None
     # The engine counts a session once its connection is closed, just after the client sees it.
-    await asyncio.to_thread(
-        wait_until,
-        lambda: _metric(url, "kikimimi_engine_sessions_total", outcome="ok") == before + 1,
-        10,
-        "the session was not counted",
-    )
-    audio_after = await asyncio.to_thread(_metric, url, "kikimimi_engine_audio_seconds_total")
+
+    async def counted() -> bool:
+        return await _metric(url, "kikimimi_engine_sessions_total", outcome="ok") == before + 1
+
+    await eventually(counted, within=10, what="the session was not counted")
+    audio_after = await _metric(url, "kikimimi_engine_audio_seconds_total")
     assert audio_after - audio_before == pytest.approx(len(pcm) / 32000, abs=0.01)
-    assert await asyncio.to_thread(_metric, url, "kikimimi_engine_decode_seconds_total") > 0
+    assert await _metric(url, "kikimimi_engine_decode_seconds_total") > 0

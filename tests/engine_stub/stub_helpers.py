@@ -1,16 +1,13 @@
-"""Shared helpers for engine_stub tests: the fixture sample and what it should give."""
+"""What engine_stub should answer for the fixture sample."""
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-SAMPLE = FIXTURES / "ja-chotto-osoi-chushoku.raw"
-EXPECTED = FIXTURES / "ja-chotto-osoi-chushoku.expected.json"
+from services.common.audio import BYTES_PER_SAMPLE, SAMPLE_RATE
+from tests.support.audio import expected
 
 
 @dataclass(frozen=True)
@@ -20,13 +17,9 @@ class ExpectedSegment:
     end_byte: int  # where the segment's audio ends (its last word's end)
 
 
-def sample_audio() -> bytes:
-    return SAMPLE.read_bytes()
-
-
 def expected_segments() -> list[ExpectedSegment]:
     """The determined segments of expected.json, with their words from its `words` list."""
-    data = json.loads(EXPECTED.read_text(encoding="utf-8"))
+    data = expected()
     words = iter(data["words"])
     segments = []
     for segment in data["nict_v2_determined_segments"]:
@@ -44,10 +37,6 @@ def expected_segments() -> list[ExpectedSegment]:
                     "word": word["result"],
                 }
             )
-        end_byte = math.floor(taken[-1]["end"] * 16000 + 0.5) * 2
+        end_byte = math.floor(taken[-1]["end"] * SAMPLE_RATE + 0.5) * BYTES_PER_SAMPLE
         segments.append(ExpectedSegment(segment["result"], taken, end_byte))
     return segments
-
-
-def frames(audio: bytes, size: int) -> list[bytes]:
-    return [audio[i : i + size] for i in range(0, len(audio), size)]

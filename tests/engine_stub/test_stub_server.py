@@ -22,8 +22,9 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedError, Inval
 
 from engine_stub.build_transcript import build
 from services.common.engine_messages import EOF_MESSAGE
-from tests.engine_stub.stub_helpers import expected_segments, frames, sample_audio
-from tests.procs import ROOT, Service, free_port, start_service, wait_for_port
+from tests.engine_stub.stub_helpers import expected_segments
+from tests.support.audio import frames, sample_audio
+from tests.support.processes import ROOT, Service, free_port, start_service, wait_for_port
 
 TIMEOUT = 5.0
 

@@ -12,7 +12,8 @@ import pytest
 from engine_stub.session import ProtocolViolation, Session, encode
 from engine_stub.transcripts import load_table
 from services.common.engine_messages import EOF_MESSAGE
-from tests.engine_stub.stub_helpers import expected_segments, frames, sample_audio
+from tests.engine_stub.stub_helpers import expected_segments
+from tests.support.audio import frames, sample_audio
 
 TABLE = load_table()
 

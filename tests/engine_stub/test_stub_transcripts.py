@@ -11,9 +11,10 @@ from engine_stub.build_transcript import build
 from engine_stub.build_transcript import main as build_main
 from engine_stub.faults import Action, Faults
 from engine_stub.transcripts import Matcher, TranscriptError, load_table, parse_transcript
-from tests.engine_stub.stub_helpers import EXPECTED, SAMPLE, expected_segments, sample_audio
+from tests.engine_stub.stub_helpers import expected_segments
+from tests.support.audio import EXPECTED, SAMPLE, sample_audio
+from tests.support.processes import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "engine_stub" / "transcripts" / "ja-chotto-osoi-chushoku.json"
 
 

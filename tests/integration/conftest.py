@@ -11,13 +11,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from tests.stack import Stack
-
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+from tests.support.audio import sample_audio
 
 
 @dataclass(frozen=True)
@@ -46,4 +44,4 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
 
 @pytest.fixture(scope="session")
 def sample() -> bytes:
-    return (FIXTURES / "ja-chotto-osoi-chushoku.raw").read_bytes()
+    return sample_audio()

@@ -17,8 +17,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.client import mimi_headers, refusal, stream_session
-from tests.procs import Service
-from tests.stack import Stack, wait_until
+from tests.stack import Stack
+from tests.support.processes import Service
+from tests.support.timing import eventually
 
 ALL = "tok-all-" + os.urandom(8).hex()
 ASR_ONLY = "tok-asr-" + os.urandom(8).hex()
@@ -156,7 +157,9 @@ async def test_tokens_never_reach_the_logs(auth: Auth) -> None:
     url = auth.ws(auth.jwt) + "?" + urlencode({"access-token": jwt_token})
     assert (await stream_session(url, b"\0" * 3200, mimi_headers())).close_code == 1000
     # The summary line is written just after the close the client saw.
-    wait_until(lambda: "session summary" in auth.jwt.log_text(), 10, "no summary line")
+    await eventually(
+        lambda: "session summary" in auth.jwt.log_text(), within=10, what="no summary line"
+    )
     logs = auth.tokens.log_text() + auth.jwt.log_text()
     assert "access-token" in logs or "WebSocket /" in logs  # the requests were logged
     for secret in (ALL, ASR_ONLY, WRONG, jwt_token, jwt_token.split(".")[2]):

@@ -19,9 +19,10 @@ from websockets.asyncio.client import connect
 from services.endpoint.audio import AudioNormaliser
 from services.endpoint.handshake import AudioSpec
 from tests.client import RECOG_BREAK, SessionResult, mimi_headers, stream_session
-from tests.integration.conftest import FIXTURES, Target
+from tests.integration.conftest import Target
+from tests.support.audio import expected
 
-EXPECTED = json.loads((FIXTURES / "ja-chotto-osoi-chushoku.expected.json").read_text("utf-8"))
+EXPECTED = expected()
 SEGMENTS = [s["result"] for s in EXPECTED["nict_v2_determined_segments"]]
 
 

@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 
 from tests.client import mimi_headers, refusal, stream_session
-from tests.procs import Service
-from tests.stack import Stack, http_json, http_text, wait_until
+from tests.stack import Stack
+from tests.support.audio import FRAME, SECOND
+from tests.support.http import get_json, get_text
+from tests.support.processes import Service
+from tests.support.timing import eventually, scaled
 
-SECOND = 32000
 OPTIONS = "response_format=v2;temporary=true;temporary_interval=100"
 
 
@@ -37,17 +39,17 @@ async def started_session(endpoint: Service, seconds: float) -> asyncio.Task[Any
             ws(endpoint),
             os.urandom(int(SECOND * seconds)),
             mimi_headers(options=OPTIONS),
-            frame_bytes=3200,
+            frame_bytes=FRAME,
             realtime_bytes_per_second=SECOND,
             on_message=lambda _: first.set(),
         )
     )
-    await asyncio.wait_for(first.wait(), 20)
+    await asyncio.wait_for(first.wait(), scaled(20))
     return task
 
 
 async def exit_code(service: Service, within: float) -> int:
-    return await asyncio.wait_for(asyncio.to_thread(service.proc.wait), within)
+    return await asyncio.wait_for(asyncio.to_thread(service.proc.wait), scaled(within))
 
 
 async def test_sigterm_lets_the_session_finish_and_refuses_new_ones(
@@ -58,17 +60,16 @@ async def test_sigterm_lets_the_session_finish_and_refuses_new_ones(
     port = endpoint.ports["http"]
     session = await started_session(endpoint, 3.0)
     endpoint.signal(signal.SIGTERM)
-    await asyncio.to_thread(
-        wait_until,
-        lambda: http_json(f"http://127.0.0.1:{port}/readiness")[0] == 503,
-        10,
-        "readiness did not fail",
-    )
+
+    async def unready() -> bool:
+        return (await get_json(f"http://127.0.0.1:{port}/readiness"))[0] == 503
+
+    await eventually(unready, within=10, what="readiness did not fail")
     status, body, headers = await refusal(ws(endpoint), mimi_headers())
     assert (status, body["error"]["code"], body["error"]["retryable"]) == (503, "draining", True)
     assert "retry-after" in headers
-    assert http_json(f"http://127.0.0.1:{port}/healthz")[0] == 200  # alive while draining
-    exported = http_text(f"http://127.0.0.1:{port}/metrics")
+    assert (await get_json(f"http://127.0.0.1:{port}/healthz"))[0] == 200  # alive while draining
+    exported = await get_text(f"http://127.0.0.1:{port}/metrics")
     assert "kikimimi_endpoint_draining 1.0" in exported.splitlines()
     result = await asyncio.wait_for(session, 30)
     assert result.close_code == 1000

@@ -14,10 +14,10 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.client import mimi_headers, stream_session
-from tests.procs import Service
 from tests.stack import Stack
+from tests.support.audio import SECOND
+from tests.support.processes import Service
 
-SECOND = 32000
 MIB = 1024 * 1024
 
 

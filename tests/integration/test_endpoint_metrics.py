@@ -6,11 +6,13 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.client import exchange, mimi_headers, refusal, stream_session
-from tests.procs import Service
-from tests.stack import Stack, http_text, wait_until
+from tests.stack import Stack
+from tests.support.audio import FRAME, SECOND
+from tests.support.metrics import metric, metric_value, samples, scrape
+from tests.support.processes import Service
+from tests.support.timing import eventually
 
 
 @pytest.fixture(scope="module")
@@ -20,24 +22,6 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         yield stack.endpoint(stack.router({"ja": [ja]}))
 
 
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def samples(endpoint: Service) -> Samples:
-    text = http_text(f"http://127.0.0.1:{endpoint.ports['http']}/metrics")
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def value(
-    found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
-) -> float:
-    return found.get((name, frozenset(labels.items())), 0.0)
-
-
 async def test_a_refused_and_a_normal_session_are_counted(endpoint: Service) -> None:
     """One 400 refusal and one 2-second session: refusal, session, audio and latency counts."""
     ws = f"ws://127.0.0.1:{endpoint.ports['http']}/"
@@ -45,23 +29,31 @@ async def test_a_refused_and_a_normal_session_are_counted(endpoint: Service) -> 
     assert status == 400
     options = "response_format=v2;temporary=true;temporary_interval=100"
     result = await stream_session(
-        ws, os.urandom(64000), mimi_headers(options=options), frame_bytes=3200
+        ws, os.urandom(2 * SECOND), mimi_headers(options=options), frame_bytes=FRAME
     )
     assert result.close_code == 1000
     sessions = "kikimimi_endpoint_sessions_total"
     labels = {"process": "nict-asr", "language": "ja", "outcome": "ok"}
     # The session is recorded just after the close the client saw.
-    wait_until(lambda: value(samples(endpoint), sessions, **labels) == 1, 10, "no session")
-    found = samples(endpoint)
+
+    async def counted() -> bool:
+        return await metric(endpoint, sessions, **labels) == 1
+
+    await eventually(counted, within=10, what="no session")
+    found = await scrape(endpoint)
     assert (
-        value(found, "kikimimi_endpoint_refusals_total", status="400", code="unsupported_language")
+        metric_value(
+            found, "kikimimi_endpoint_refusals_total", status="400", code="unsupported_language"
+        )
         == 1
     )
-    assert value(found, "kikimimi_endpoint_audio_seconds_total", process="nict-asr") == 2.0
-    assert value(found, "kikimimi_endpoint_active_sessions", process="nict-asr") == 0
-    assert value(found, "kikimimi_endpoint_first_result_seconds_count") == 1
-    assert value(found, "kikimimi_endpoint_final_latency_seconds_count") == 1
-    assert not [k for k in found if k[0] == sessions and ("language", "fr") in k[1]]
+    assert metric_value(found, "kikimimi_endpoint_audio_seconds_total", process="nict-asr") == 2.0
+    assert metric_value(found, "kikimimi_endpoint_active_sessions", process="nict-asr") == 0
+    assert metric_value(found, "kikimimi_endpoint_first_result_seconds_count") == 1
+    assert metric_value(found, "kikimimi_endpoint_final_latency_seconds_count") == 1
+    assert not [
+        s for s in samples(found) if s.name == sessions and s.labels.get("language") == "fr"
+    ]
 
 
 async def test_an_error_session_is_counted_by_its_outcome(endpoint: Service) -> None:
@@ -71,8 +63,8 @@ async def test_an_error_session_is_counted_by_its_outcome(endpoint: Service) -> 
     result = await exchange(ws, ["nonsense"], mimi_headers("asr"))
     assert result.close_code == 1003
     labels = {"process": "asr", "language": "ja", "outcome": "bad_command"}
-    wait_until(
-        lambda: value(samples(endpoint), "kikimimi_endpoint_sessions_total", **labels) == 1,
-        10,
-        "the failed session was not counted",
-    )
+
+    async def counted() -> bool:
+        return await metric(endpoint, "kikimimi_endpoint_sessions_total", **labels) == 1
+
+    await eventually(counted, within=10, what="the failed session was not counted")

@@ -11,8 +11,10 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.client import mimi_headers, refusal
-from tests.procs import Service
-from tests.stack import Stack, http_json, wait_until
+from tests.stack import Stack
+from tests.support.http import get_json_blocking
+from tests.support.processes import Service
+from tests.support.timing import poll_until
 
 
 @dataclass(frozen=True)
@@ -29,10 +31,10 @@ def endpoints(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoints]:
         dead.stop()
         router = stack.router({"ja": [ja], "zz": [dead]}, wait_healthy=False)
         port = router.ports["http"]
-        wait_until(
-            lambda: _healthy(http_json(f"http://127.0.0.1:{port}/readiness")[1]) == 1,
-            30,
-            "the router did not see the ja backend",
+        poll_until(
+            lambda: _healthy(get_json_blocking(f"http://127.0.0.1:{port}/readiness")[1]) == 1,
+            within=30,
+            what="the router did not see the ja backend",
         )
         open_ = stack.endpoint(
             router,

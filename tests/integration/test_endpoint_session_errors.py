@@ -14,8 +14,8 @@ from websockets.asyncio.client import connect
 
 from tests.client import RECOG_BREAK, SessionResult, exchange, mimi_headers, stream_session
 from tests.stack import Stack
+from tests.support.audio import SECOND
 
-SECOND = 32000  # bytes of 16 kHz mono s16le
 # How the tiers behind report a lost engine varies (UNAVAILABLE, or INTERNAL when the
 # stream breaks); the client's contract is one error message and 1011 either way.
 BACKEND_FAILED = {"backend_unavailable", "internal_error"}

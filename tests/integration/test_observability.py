@@ -13,24 +13,16 @@ from typing import Any
 import grpc
 import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.client import mimi_headers, refusal, stream_session
-from tests.procs import Service, free_port
-from tests.stack import Stack, http_json, http_text, wait_until
+from tests.stack import Stack
+from tests.support.audio import FRAME, SECOND
+from tests.support.http import readiness
+from tests.support.metrics import metric
+from tests.support.processes import Service, free_port
+from tests.support.timing import eventually, scaled
 
-REALTIME = 32000  # bytes per second of 16 kHz s16le
 V2 = "response_format=v2;progressive=true"
-
-
-def metric(service: Service, name: str, **labels: str) -> float:
-    """The value of one sample of `service`'s /metrics (0 when it is not there)."""
-    text = http_text(f"http://127.0.0.1:{service.ports['http']}/metrics")
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    return 0.0
 
 
 def log_lines(service: Service, session_id: str) -> list[dict[str, Any]]:
@@ -42,8 +34,8 @@ def log_lines(service: Service, session_id: str) -> list[dict[str, Any]]:
     return lines
 
 
-def router_sees_healthy(router: Service, count: int) -> bool:
-    _, body = http_json(f"http://127.0.0.1:{router.ports['http']}/readiness")
+async def router_sees_healthy(router: Service, count: int) -> bool:
+    _, body = await readiness(router)
     return (
         sum(route["healthy_backends"] for route in body["routes"] if route["language"] == "ja")
         >= 2 * count
@@ -64,8 +56,8 @@ async def test_metrics_and_logs_follow_a_refused_a_failed_over_and_a_normal_sess
         router = stack.router({"ja": [a, b]}, wait_healthy=False)
         endpoint = stack.endpoint(router)
         url = f"ws://127.0.0.1:{endpoint.ports['http']}/"
-        await asyncio.to_thread(
-            wait_until, lambda: router_sees_healthy(router, 1), 30, "the router did not see A"
+        await eventually(
+            lambda: router_sees_healthy(router, 1), within=30, what="the router did not see A"
         )
 
         status, body, _ = await refusal(url, mimi_headers("nict-asr", "fr"))
@@ -78,26 +70,26 @@ async def test_metrics_and_logs_follow_a_refused_a_failed_over_and_a_normal_sess
                 url,
                 sample,
                 mimi_headers("nict-asr", "ja", options=V2),
-                frame_bytes=3200,
-                realtime_bytes_per_second=REALTIME,
+                frame_bytes=FRAME,
+                realtime_bytes_per_second=SECOND,
                 on_message=lambda m: (
                     first_segment.set() if m["status"] == "recog-in-progress" else None
                 ),
             )
         )
-        await asyncio.wait_for(first_segment.wait(), 30)
+        await asyncio.wait_for(first_segment.wait(), scaled(30))
         stack.engine_stub("engine-b", port=engine_b_port)
-        await asyncio.to_thread(
-            wait_until, lambda: router_sees_healthy(router, 2), 30, "the router did not see B"
+        await eventually(
+            lambda: router_sees_healthy(router, 2), within=30, what="the router did not see B"
         )
         engine_a.signal(signal.SIGKILL)
-        failed_over = await asyncio.wait_for(session, 60)
+        failed_over = await asyncio.wait_for(session, scaled(60))
         assert failed_over.close_code == 1000
         normal = await stream_session(url, sample, mimi_headers("nict-asr", "ja", options=V2))
         assert normal.close_code == 1000
 
         assert (
-            metric(
+            await metric(
                 endpoint,
                 "kikimimi_endpoint_refusals_total",
                 status="400",
@@ -106,7 +98,7 @@ async def test_metrics_and_logs_follow_a_refused_a_failed_over_and_a_normal_sess
             == 1
         )
         assert (
-            metric(
+            await metric(
                 endpoint,
                 "kikimimi_endpoint_sessions_total",
                 process="nict-asr",
@@ -115,14 +107,17 @@ async def test_metrics_and_logs_follow_a_refused_a_failed_over_and_a_normal_sess
             )
             == 2
         )
-        assert metric(router, "kikimimi_router_errors_total", code="NOT_FOUND") == 1
+        assert await metric(router, "kikimimi_router_errors_total", code="NOT_FOUND") == 1
         assert (
-            metric(router, "kikimimi_router_sessions_total", route="nict-asr/ja", outcome="ok") == 2
+            await metric(
+                router, "kikimimi_router_sessions_total", route="nict-asr/ja", outcome="ok"
+            )
+            == 2
         )
-        assert metric(router, "kikimimi_router_failovers_total", route="nict-asr/ja") == 1
-        assert metric(a, "kikimimi_intermediate_sessions_total", outcome="engine_lost") == 1
-        assert metric(a, "kikimimi_intermediate_sessions_total", outcome="ok") == 0
-        assert metric(b, "kikimimi_intermediate_sessions_total", outcome="ok") == 2
+        assert await metric(router, "kikimimi_router_failovers_total", route="nict-asr/ja") == 1
+        assert await metric(a, "kikimimi_intermediate_sessions_total", outcome="engine_lost") == 1
+        assert await metric(a, "kikimimi_intermediate_sessions_total", outcome="ok") == 0
+        assert await metric(b, "kikimimi_intermediate_sessions_total", outcome="ok") == 2
 
         session_id = failed_over.messages[0]["session_id"]
         for service in (endpoint, router, a, b):

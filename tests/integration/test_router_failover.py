@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.client import mimi_headers, stream_session
-from tests.procs import Service
+from tests.client import SessionResult, mimi_headers, stream_session
 from tests.router.router_helpers import (
     EXPECTED_SEGMENTS,
     V2_PROGRESSIVE,
@@ -18,11 +17,14 @@ from tests.router.router_helpers import (
     busy_backend,
     determined_segments,
     has_determined,
-    metric,
-    readiness,
+    readiness_now,
     wait_metric,
 )
-from tests.stack import Stack, wait_until
+from tests.stack import Stack
+from tests.support.audio import SECOND
+from tests.support.metrics import metric
+from tests.support.processes import Service
+from tests.support.timing import eventually, poll_until
 
 pytestmark = pytest.mark.slow
 
@@ -66,18 +68,18 @@ class TwoBackends:
         self.top_up()
         self.stack.write_routes({"ja": self.intermediates})
         wanted = set(map(address, self.intermediates))
-        wait_until(
+        poll_until(
             lambda: (
                 {
                     b["address"]
-                    for r in readiness(self.router)["routes"]
+                    for r in readiness_now(self.router)["routes"]
                     for b in r["backends"]
                     if b["healthy"]
                 }
                 == wanted
             ),
-            30,
-            "the router did not switch to the new backends",
+            within=30,
+            what="the router did not switch to the new backends",
         )
 
     def kill_at_first_segment(
@@ -117,49 +119,54 @@ def two(backends: TwoBackends) -> TwoBackends:
 async def test_forty_sessions_split_evenly_over_two_backends(two: TwoBackends) -> None:
     """40 sessions at once go 20 ± 5 to each of the two ja backends."""
 
-    def counts() -> list[float]:
+    async def counts() -> list[float]:
         return [
-            metric(two.router, "kikimimi_router_backend_sessions_total", backend=address(s))
+            await metric(two.router, "kikimimi_router_backend_sessions_total", backend=address(s))
             for s in two.intermediates
         ]
 
-    before = counts()
+    async def all_counted() -> bool:
+        return sum(await counts()) - sum(before) == 40
+
+    before = await counts()
     headers = mimi_headers("nict-asr", "ja", options="response_format=v2")
-    audio = os.urandom(16000)  # half a second
+    audio = os.urandom(SECOND // 2)
     results = await asyncio.gather(*(stream_session(two.url, audio, headers) for _ in range(40)))
     assert [r.close_code for r in results] == [1000] * 40
-    wait_until(lambda: sum(counts()) - sum(before) == 40, 30, "the router counted no 40 sessions")
-    split = [after - b for after, b in zip(counts(), before, strict=True)]
+    await eventually(all_counted, within=30, what="the router counted no 40 sessions")
+    split = [after - b for after, b in zip(await counts(), before, strict=True)]
     assert all(15 <= n <= 25 for n in split), split
+
+
+async def failed_over_session(
+    two: TwoBackends, sample: bytes, victims: Callable[[str], list[Service]]
+) -> SessionResult:
+    """A session whose `victims(busy backend)` are SIGKILLed at its first segment: it
+    finished (close 1000) and the router counted its failover."""
+    failovers = await metric(two.router, "kikimimi_router_failovers_total")
+    killed, on_message = two.kill_at_first_segment(victims)
+    result = await stream_session(
+        two.url, sample, V2_PROGRESSIVE, realtime_bytes_per_second=PACE, on_message=on_message
+    )
+    assert killed, "no determined segment arrived before the end"
+    assert result.close_code == 1000
+    await wait_metric(two.router, "kikimimi_router_failovers_total", failovers + 1)
+    return result
 
 
 async def test_killed_intermediate_mid_session_loses_no_segment(
     two: TwoBackends, sample: bytes
 ) -> None:
     """SIGKILL of the serving intermediate after the first segment: every segment arrives once."""
-    failovers = metric(two.router, "kikimimi_router_failovers_total")
-    killed, on_message = two.kill_at_first_segment(lambda busy: [two.intermediate_at(busy)])
-    result = await stream_session(
-        two.url, sample, V2_PROGRESSIVE, realtime_bytes_per_second=PACE, on_message=on_message
-    )
-    assert killed, "no determined segment arrived before the end"
-    assert result.close_code == 1000
+    result = await failed_over_session(two, sample, lambda busy: [two.intermediate_at(busy)])
     assert determined_segments(result) == EXPECTED_SEGMENTS
     assert result.finished["response"][0]["result"] == EXPECTED_SEGMENTS[-1]
-    wait_metric(two.router, "kikimimi_router_failovers_total", failovers + 1)
 
 
 async def test_killed_engine_mid_session_loses_no_segment(two: TwoBackends, sample: bytes) -> None:
     """SIGKILL of the serving intermediate's engine after the first segment: nothing is lost."""
-    failovers = metric(two.router, "kikimimi_router_failovers_total")
-    killed, on_message = two.kill_at_first_segment(lambda busy: [two.engine_of(busy)])
-    result = await stream_session(
-        two.url, sample, V2_PROGRESSIVE, realtime_bytes_per_second=PACE, on_message=on_message
-    )
-    assert killed, "no determined segment arrived before the end"
-    assert result.close_code == 1000
+    result = await failed_over_session(two, sample, lambda busy: [two.engine_of(busy)])
     assert determined_segments(result) == EXPECTED_SEGMENTS
-    wait_metric(two.router, "kikimimi_router_failovers_total", failovers + 1)
 
 
 async def test_both_backends_killed_ends_with_a_retryable_error(

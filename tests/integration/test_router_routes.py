@@ -13,17 +13,19 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.client import mimi_headers, refusal, stream_session
-from tests.procs import Service
 from tests.router.router_helpers import (
     EXPECTED_SEGMENTS,
     V2_PROGRESSIVE,
     determined_segments,
     has_determined,
-    metric,
-    readiness,
+    readiness_now,
     wait_metric,
 )
-from tests.stack import Stack, http_json, http_text, wait_until
+from tests.stack import Stack
+from tests.support.http import base_url, get_json_blocking, readiness
+from tests.support.metrics import metric, scrape
+from tests.support.processes import Service
+from tests.support.timing import eventually, poll_until
 
 pytestmark = pytest.mark.slow
 
@@ -47,12 +49,13 @@ class Routed:
         wanted = {(p, r["language"]) for r in routes or [] for p in r["process"]} or {
             (p, lang) for p in ("asr", "nict-asr") for lang in ("ja", "en")
         }
-        wait_until(
+        poll_until(
             lambda: (
-                {(r["process"], r["language"]) for r in readiness(self.router)["routes"]} == wanted
+                {(r["process"], r["language"]) for r in readiness_now(self.router)["routes"]}
+                == wanted
             ),
-            30,
-            "the router did not load the new table",
+            within=30,
+            what="the router did not load the new table",
         )
 
 
@@ -82,9 +85,9 @@ async def test_unknown_language_is_refused_with_the_supported_ones(routed: Route
     assert "supported: en, ja" in body["error"]["message"]
 
 
-def test_readiness_lists_every_route_with_its_backends(routed: Routed) -> None:
+async def test_readiness_lists_every_route_with_its_backends(routed: Routed) -> None:
     """GET /readiness is 200 and shows each route with its backend counts."""
-    status, body = http_json(f"http://127.0.0.1:{routed.router.ports['http']}/readiness")
+    status, body = await readiness(routed.router)
     assert status == 200
     counts = {
         (r["process"], r["language"]): (r["backend_count"], r["healthy_backends"])
@@ -106,17 +109,19 @@ async def test_metrics_count_sessions_by_route_and_backend(routed: Routed, sampl
     """/metrics counts a session by route and by backend, healthy backends per route, no ids."""
     labels = {"route": "nict-asr/ja"}
     backend = f"127.0.0.1:{routed.ja.ports['grpc']}"
-    ok = metric(routed.router, "kikimimi_router_sessions_total", outcome="ok", **labels)
-    on_ja = metric(routed.router, "kikimimi_router_backend_sessions_total", backend=backend)
+    ok = await metric(routed.router, "kikimimi_router_sessions_total", outcome="ok", **labels)
+    on_ja = await metric(routed.router, "kikimimi_router_backend_sessions_total", backend=backend)
     result = await stream_session(routed.url, sample, V2_PROGRESSIVE)
     assert result.close_code == 1000
-    wait_metric(routed.router, "kikimimi_router_sessions_total", ok + 1, outcome="ok", **labels)
+    await wait_metric(
+        routed.router, "kikimimi_router_sessions_total", ok + 1, outcome="ok", **labels
+    )
     assert (
-        metric(routed.router, "kikimimi_router_backend_sessions_total", backend=backend)
+        await metric(routed.router, "kikimimi_router_backend_sessions_total", backend=backend)
         == on_ja + 1
     )
-    assert metric(routed.router, "kikimimi_router_healthy_backends", **labels) == 1
-    text = http_text(f"http://127.0.0.1:{routed.router.ports['http']}/metrics")
+    assert await metric(routed.router, "kikimimi_router_healthy_backends", **labels) == 1
+    text = await scrape(routed.router)
     names = {name for line in text.splitlines() if "{" in line for name in label_names(line)}
     assert not [name for name in names if "session" in name]
 
@@ -155,11 +160,12 @@ async def test_dns_backend_is_resolved_into_its_addresses(
     )
     tmp.replace(path)
 
-    def healthy() -> set[str]:
-        routes = readiness(routed.router)["routes"]
-        return {b["address"] for r in routes for b in r["backends"] if b["healthy"]}
+    async def resolved() -> bool:
+        routes = (await readiness(routed.router))[1]["routes"]
+        healthy = {b["address"] for r in routes for b in r["backends"] if b["healthy"]}
+        return healthy == {f"127.0.0.1:{port}"}
 
-    wait_until(lambda: healthy() == {f"127.0.0.1:{port}"}, 30, "localhost was not resolved")
+    await eventually(resolved, within=30, what="localhost was not resolved")
     result = await stream_session(routed.url, sample, V2_PROGRESSIVE)
     assert determined_segments(result) == EXPECTED_SEGMENTS
 
@@ -169,14 +175,16 @@ async def test_malformed_file_keeps_the_old_table_and_says_why(
 ) -> None:
     """A broken file is rejected (metric, readiness names the line) and ja is still served."""
     routed = default_table
-    rejected = metric(routed.router, "kikimimi_router_route_table_reloads_total", result="rejected")
+    rejected = await metric(
+        routed.router, "kikimimi_router_route_table_reloads_total", result="rejected"
+    )
     path = routed.stack.tmp_path / "routes.yaml"
     path.write_text("pools:\n  ja: {backends: []}\nroutes: []\n")
-    wait_metric(
+    await wait_metric(
         routed.router, "kikimimi_router_route_table_reloads_total", rejected + 1, result="rejected"
     )
-    assert metric(routed.router, "kikimimi_router_route_table_ok") == 0
-    error = readiness(routed.router)["routes_file_error"]
+    assert await metric(routed.router, "kikimimi_router_route_table_ok") == 0
+    error = (await readiness(routed.router))[1]["routes_file_error"]
     assert f"{path}:2: pools.ja.backends" in error
     result = await stream_session(routed.url, sample, V2_PROGRESSIVE)
     assert determined_segments(result) == EXPECTED_SEGMENTS
@@ -216,12 +224,10 @@ async def test_sigterm_drains_sessions_in_flight(
         def on_message(message: dict[str, Any]) -> None:
             if not drained and has_determined(message):
                 router.signal(signal.SIGTERM)
-                wait_until(
-                    lambda: (
-                        http_json(f"http://127.0.0.1:{router.ports['http']}/readiness")[0] == 503
-                    ),
-                    10,
-                    "readiness did not fail",
+                poll_until(
+                    lambda: get_json_blocking(f"{base_url(router)}/readiness")[0] == 503,
+                    within=10,
+                    what="readiness did not fail",
                 )
                 with grpc.insecure_channel(f"127.0.0.1:{router.ports['grpc']}") as channel:
                     request = health_pb2.HealthCheckRequest(service="kikimimi.v1.Recognizer")

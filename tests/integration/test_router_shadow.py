@@ -10,16 +10,17 @@ from typing import Any
 import pytest
 
 from tests.client import stream_session
-from tests.procs import Service
 from tests.router.router_helpers import (
     EXPECTED_SEGMENTS,
     V2_PROGRESSIVE,
     determined_segments,
-    metric,
-    readiness,
     wait_metric,
 )
-from tests.stack import Stack, wait_until
+from tests.stack import Stack
+from tests.support.http import readiness
+from tests.support.metrics import metric
+from tests.support.processes import Service
+from tests.support.timing import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -37,17 +38,19 @@ class Shadowed:
     router: Service
     url: str
 
-    def route(self, shadow_pool: str | None = None, fraction: float = 1.0) -> None:
+    async def route(self, shadow_pool: str | None = None, fraction: float = 1.0) -> None:
         """Route nict-asr/ja to the ja pool, mirrored to `shadow_pool`; wait until served."""
         route: dict[str, Any] = {"process": ["asr", "nict-asr"], "language": "ja", "pool": "ja"}
         if shadow_pool:
             route["shadow"] = {"pool": shadow_pool, "fraction": fraction}
         self.stack.write_routes(self.pools, [route])
-        wait_until(
-            lambda: readiness(self.router)["routes"][0]["shadow_pool"] == shadow_pool,
-            30,
-            "the router did not load the new table",
-        )
+
+        async def loaded() -> bool:
+            return bool(
+                (await readiness(self.router))[1]["routes"][0]["shadow_pool"] == shadow_pool
+            )
+
+        await eventually(loaded, within=30, what="the router did not load the new table")
 
 
 @pytest.fixture(scope="module")
@@ -71,16 +74,16 @@ async def test_shadow_that_answers_differently_is_counted_as_mismatch(
     shadowed: Shadowed, sample: bytes
 ) -> None:
     """A shadow with other text: the client's answer is the primary's, a mismatch is counted."""
-    shadowed.route("next")
-    before = metric(shadowed.router, SHADOW, result="mismatch")
-    errors = metric(shadowed.router, "kikimimi_router_shadow_word_errors_total")
+    await shadowed.route("next")
+    before = await metric(shadowed.router, SHADOW, result="mismatch")
+    errors = await metric(shadowed.router, "kikimimi_router_shadow_word_errors_total")
     result = await stream_session(
         shadowed.url, sample, V2_PROGRESSIVE, realtime_bytes_per_second=PACE
     )
     assert result.close_code == 1000
     assert determined_segments(result) == EXPECTED_SEGMENTS
-    wait_metric(shadowed.router, SHADOW, before + 1, result="mismatch", route="nict-asr/ja")
-    assert metric(shadowed.router, "kikimimi_router_shadow_word_errors_total") > errors
+    await wait_metric(shadowed.router, SHADOW, before + 1, result="mismatch", route="nict-asr/ja")
+    assert await metric(shadowed.router, "kikimimi_router_shadow_word_errors_total") > errors
 
 
 async def test_shadow_does_not_slow_the_client(shadowed: Shadowed, sample: bytes) -> None:
@@ -96,9 +99,9 @@ async def test_shadow_does_not_slow_the_client(shadowed: Shadowed, sample: bytes
         assert [determined_segments(r) for r in results] == [EXPECTED_SEGMENTS] * 5
         return [r.final_latency for r in results]
 
-    shadowed.route(None)
+    await shadowed.route(None)
     without = statistics.median(await latencies())
-    shadowed.route("next")
+    await shadowed.route("next")
     with_shadow = statistics.median(await latencies())
     print(
         f"final latency median: {without * 1000:.1f} ms alone, {with_shadow * 1000:.1f} ms shadowed"
@@ -108,11 +111,11 @@ async def test_shadow_does_not_slow_the_client(shadowed: Shadowed, sample: bytes
 
 async def test_slow_shadow_is_dropped_not_the_client(shadowed: Shadowed, sample: bytes) -> None:
     """A shadow 8 times slower than real time fails on its own; the client's answer is on time."""
-    shadowed.route("slow")
-    failures = metric(shadowed.router, SHADOW, result="failure")
+    await shadowed.route("slow")
+    failures = await metric(shadowed.router, SHADOW, result="failure")
     result = await stream_session(
         shadowed.url, sample, V2_PROGRESSIVE, realtime_bytes_per_second=PACE
     )
     assert determined_segments(result) == EXPECTED_SEGMENTS
     assert result.final_latency < 2
-    wait_metric(shadowed.router, SHADOW, failures + 1, result="failure", route="nict-asr/ja")
+    await wait_metric(shadowed.router, SHADOW, failures + 1, result="failure", route="nict-asr/ja")

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
 
 import pytest
 
 from tests.client import mimi_headers, stream_session
-from tests.integration.conftest import FIXTURES, Target
+from tests.integration.conftest import Target
+from tests.support.audio import expected
 
 pytestmark = pytest.mark.external
 
-EXPECTED = json.loads((FIXTURES / "ja-chotto-osoi-chushoku.expected.json").read_text("utf-8"))
+EXPECTED = expected()
 SENTENCE = EXPECTED["text"]
 
 

@@ -18,9 +18,3 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         for service in stack.services:  # stop them all at once; Stack.stop then waits
             service.signal(signal.SIGCONT)
             service.signal(signal.SIGTERM)
-
-
-def audio(seconds: float, rate: int = 16000) -> bytes:
-    """Deterministic s16le audio of `seconds` (engine_stub echoes its length and hash)."""
-    n = int(seconds * rate) * 2
-    return (bytes(range(256)) * (n // 256 + 1))[:n]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -12,13 +11,15 @@ from typing import Any
 import grpc
 
 from services.common import grpc_util
+from services.common.audio import SAMPLE_RATE
 from services.common.pb import recognizer_pb2 as pb
 from services.common.pb import recognizer_pb2_grpc as pb_grpc
-from tests.procs import Service
-from tests.stack import http_json, http_text
+from tests.support.audio import FRAME
+from tests.support.http import readiness
+from tests.support.processes import Service
+from tests.support.timing import eventually, scaled
 
 SESSION_TIMEOUT = 30.0
-FRAME = 3200  # 100 ms at 16 kHz
 
 
 @dataclass
@@ -39,7 +40,7 @@ class Outcome:
         return self.responses[-1].finished
 
 
-def start_request(rate: int = 16000, language: str = "ja") -> pb.RecognizeRequest:
+def start_request(rate: int = SAMPLE_RATE, language: str = "ja") -> pb.RecognizeRequest:
     audio = pb.AudioFormat(encoding=pb.AudioFormat.LINEAR16, sample_rate_hz=rate, channels=1)
     return pb.RecognizeRequest(
         start=pb.Start(session_id="test", process="asr", language=language, audio=audio)
@@ -61,7 +62,7 @@ async def recognize(
     service: Service,
     audio: bytes,
     *,
-    rate: int = 16000,
+    rate: int = SAMPLE_RATE,
     frame: int = FRAME,
     hold: asyncio.Event | None = None,
     accepted: asyncio.Event | None = None,
@@ -96,7 +97,7 @@ async def recognize(
     began = time.monotonic()
     address = f"127.0.0.1:{service.ports['grpc']}"
     async with grpc.aio.insecure_channel(address, options=grpc_util.CHANNEL_OPTIONS) as channel:
-        call = pb_grpc.RecognizerStub(channel).Recognize(requests(), timeout=within)
+        call = pb_grpc.RecognizerStub(channel).Recognize(requests(), timeout=scaled(within))
         try:
             async for response in call:
                 outcome.responses.append(response)
@@ -113,48 +114,26 @@ async def recognize(
     return outcome
 
 
-def readiness(service: Service) -> tuple[int, dict[str, Any]]:
-    return http_json(f"http://127.0.0.1:{service.ports['http']}/readiness")
+async def accepted_session(
+    service: Service, audio: bytes, hold: asyncio.Event, within: float = 15
+) -> asyncio.Task[Outcome]:
+    """A session that streams `audio` and then waits for `hold`, returned once the service
+    accepted it (the task's result is its outcome)."""
+    accepted = asyncio.Event()
+    session = asyncio.create_task(recognize(service, audio, hold=hold, accepted=accepted))
+    await asyncio.wait_for(accepted.wait(), scaled(within))
+    return session
 
 
 async def wait_readiness(
-    service: Service,
-    status: int,
-    timeout: float,  # noqa: ASYNC109 - a deadline for polling, not for one await
+    service: Service, status: int, within: float
 ) -> tuple[float, dict[str, Any]]:
-    """Poll /readiness (there is no event to await) until it answers `status`; return the time."""
+    """Wait until /readiness answers `status`; return how long it took and the body."""
     began = time.monotonic()
-    while True:
-        try:
-            code, body = await asyncio.to_thread(readiness, service)
-        except OSError:
-            code, body = 0, {}
-        if code == status:
-            return time.monotonic() - began, body
-        if time.monotonic() - began > timeout:
-            raise TimeoutError(f"/readiness stayed {code} {body}, not {status}, for {timeout} s")
-        await asyncio.sleep(0.1)
 
+    async def answers() -> dict[str, Any] | None:
+        code, body = await readiness(service)
+        return body if code == status else None
 
-def metrics(service: Service) -> dict[str, float]:
-    """Every sample of /metrics as {'name{labels}': value}."""
-    text = http_text(f"http://127.0.0.1:{service.ports['http']}/metrics")
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            key, value = line.rsplit(" ", 1)
-            samples[key] = float(value)
-    return samples
-
-
-def sample(samples: dict[str, float], name: str, **labels: str) -> float:
-    """The value of one sample, labels given in any order (0 when absent)."""
-    for key, value in samples.items():
-        match = re.fullmatch(r"([^{]+)(?:\{(.*)\})?", key)
-        assert match is not None
-        if match.group(1) != name:
-            continue
-        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2) or ""))
-        if found == labels:
-            return value
-    return 0.0
+    body = await eventually(answers, within=within, what=f"/readiness did not answer {status}")
+    return time.monotonic() - began, body

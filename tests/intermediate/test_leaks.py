@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import signal
-import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from tests.intermediate.conftest import audio
-from tests.intermediate.grpc_session import Outcome, readiness, recognize
+from tests.intermediate.grpc_session import Outcome, recognize
 from tests.stack import Stack
+from tests.support.audio import pattern
+from tests.support.http import readiness
+from tests.support.timing import eventually
 
 SESSIONS = 500
 CONCURRENCY = 40
@@ -22,13 +24,18 @@ CAPACITY = 4  # per engine; with five to seven engines up, 20-28 slots for 40 se
 async def _poll(
     intermediate: Any, done: Callable[[dict[str, Any]], bool], within: float = 30
 ) -> dict[str, Any]:
-    """Poll /readiness (there is no event to await) until `done(body)`; the last body."""
-    deadline = time.monotonic() + within
-    while True:
-        _, body = await asyncio.to_thread(readiness, intermediate)
-        if done(body) or time.monotonic() > deadline:
-            return body
-        await asyncio.sleep(0.2)
+    """/readiness's body once `done(body)`, or the last body once `within` passed (the
+    caller's assertions then say what is wrong)."""
+    body: dict[str, Any] = {}
+
+    async def reached() -> bool:
+        nonlocal body
+        _, body = await readiness(intermediate)
+        return done(body)
+
+    with contextlib.suppress(TimeoutError):
+        await eventually(reached, within=within, what="readiness", interval=0.2)
+    return body
 
 
 async def _one(intermediate: Any, i: int, rng: random.Random) -> Outcome | str:
@@ -36,7 +43,7 @@ async def _one(intermediate: Any, i: int, rng: random.Random) -> Outcome | str:
     if kind < 0.1:  # the client goes away mid-session
         accepted = asyncio.Event()
         task = asyncio.create_task(
-            recognize(intermediate, audio(0.3), hold=asyncio.Event(), accepted=accepted)
+            recognize(intermediate, pattern(0.3), hold=asyncio.Event(), accepted=accepted)
         )
         await asyncio.wait(
             [task, asyncio.ensure_future(accepted.wait())],
@@ -47,7 +54,7 @@ async def _one(intermediate: Any, i: int, rng: random.Random) -> Outcome | str:
         await asyncio.gather(task, return_exceptions=True)
         return "cancelled"
     frames = rng.choice([1, 2, 3, 5])
-    return await recognize(intermediate, audio(0.1 * frames))
+    return await recognize(intermediate, pattern(0.1 * frames))
 
 
 async def test_no_slot_and_no_task_leaks_after_500_faulty_sessions(stack: Stack) -> None:

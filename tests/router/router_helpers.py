@@ -1,56 +1,44 @@
-"""Helpers for tests of the router as a real process: its metrics, readiness and sessions."""
+"""Helpers for tests of the router as a real process: its readiness, metrics and sessions."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from tests.client import PCM16K, SessionResult, mimi_headers
-from tests.integration.conftest import FIXTURES
-from tests.procs import Service
-from tests.stack import http_json, http_text, wait_until
+from tests.support.audio import expected
+from tests.support.http import base_url, get_json_blocking
+from tests.support.metrics import metric
+from tests.support.processes import Service
+from tests.support.timing import eventually
 
-EXPECTED = json.loads((FIXTURES / "ja-chotto-osoi-chushoku.expected.json").read_text("utf-8"))
-EXPECTED_SEGMENTS = [s["result"] for s in EXPECTED["nict_v2_determined_segments"]]
+EXPECTED_SEGMENTS = [s["result"] for s in expected()["nict_v2_determined_segments"]]
 V2_PROGRESSIVE = mimi_headers(
     "nict-asr", "ja", PCM16K, options="response_format=v2;progressive=true;temporary=true"
 )
 
 
-def metric(router: Service, name: str, **labels: str) -> float:
-    """The sum of the samples of `name` whose labels include `labels` (0 when none)."""
-    text = http_text(f"http://127.0.0.1:{router.ports['http']}/metrics")
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and labels.items() <= sample.labels.items():
-                total += sample.value
-    return total
-
-
-def wait_metric(
-    router: Service, name: str, value: float, timeout: float = 30, **labels: str
+async def wait_metric(
+    service: Service, name: str, value: float, within: float = 30, **labels: str
 ) -> None:
     """Wait until the metric reaches `value` (the router counts after the session ends)."""
-    wait_until(
-        lambda: metric(router, name, **labels) >= value,
-        timeout,
-        f"{name}{labels} did not reach {value}",
-        interval=0.1,
-    )
+
+    async def reached() -> bool:
+        return await metric(service, name, **labels) >= value
+
+    await eventually(reached, within=within, what=f"{name}{labels} did not reach {value}")
 
 
-def readiness(router: Service) -> dict[str, Any]:
-    return http_json(f"http://127.0.0.1:{router.ports['http']}/readiness")[1]
+def readiness_now(router: Service) -> dict[str, Any]:
+    """The router's /readiness body, blocking: for synchronous fixtures and for `on_message`
+    callbacks, which act before the session's next message on purpose."""
+    return get_json_blocking(f"{base_url(router)}/readiness")[1]
 
 
 def busy_backend(router: Service) -> str:
-    """The address of the (one) backend that has a session of this router now."""
+    """The address of the (one) backend that has a session of this router now (blocking)."""
     busy = {
         b["address"]
-        for route in readiness(router)["routes"]
+        for route in readiness_now(router)["routes"]
         for b in route["backends"]
         if b["sessions"] > 0
     }
