@@ -119,7 +119,7 @@ set +e
 KIKIMIMI_TEST_ENDPOINT="http://127.0.0.1:${ENDPOINT_PORT}" \
 KIKIMIMI_TEST_TOKEN="$(head -n 1 deploy/dev-token)" \
     "$ROOT/.venv/bin/pytest" -m "external or compose" -p no:cacheprovider \
-    tests/integration tests/deploy/test_compose_stack.py
+    tests/system tests/deploy/test_compose_stack.py
 rc=$?
 set -e
 elapsed "integration tests" $((SECONDS - t0))

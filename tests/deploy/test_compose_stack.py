@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.client import mimi_headers, refusal, stream_session
+from tests.support.client import mimi_headers, refusal, stream_session
 
 pytestmark = pytest.mark.compose
 
