@@ -125,6 +125,16 @@ async def accepted_session(
     return session
 
 
+async def wait_engines_up(service: Service, count: int, within: float = 10) -> None:
+    """Wait until the intermediate reports `count` engines up (ready needs only one)."""
+
+    async def all_up() -> bool:
+        _, body = await readiness(service)
+        return sum(engine["state"] == "up" for engine in body["engines"]) == count
+
+    await eventually(all_up, within=within, what=f"{count} engines were not up")
+
+
 async def wait_readiness(
     service: Service, status: int, within: float
 ) -> tuple[float, dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -138,7 +139,7 @@ async def test_route_added_to_the_file_is_served_without_restart(
         {"process": ["asr", "nict-asr"], "language": "ja", "pool": "ja"},
         {"process": ["nict-asr"], "language": "ko", "pool": "ja"},
     ]
-    routed.write(routes)
+    await asyncio.to_thread(routed.write, routes)  # write() waits, blocking, until served
     result = await stream_session(routed.url, sample, headers)
     assert result.close_code == 1000
     assert determined_segments(result) == EXPECTED_SEGMENTS

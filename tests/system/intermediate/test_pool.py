@@ -13,7 +13,12 @@ import soxr
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.support.audio import FRAME, pattern
-from tests.support.grpc_client import accepted_session, recognize, wait_readiness
+from tests.support.grpc_client import (
+    accepted_session,
+    recognize,
+    wait_engines_up,
+    wait_readiness,
+)
 from tests.support.http import readiness
 from tests.support.metrics import metric, metric_value, scrape
 from tests.support.stack import Stack
@@ -71,6 +76,7 @@ async def test_sessions_spread_over_several_engines(stack: Stack) -> None:
     """Sessions one after another are spread over every engine of the intermediate."""
     engines = [stack.engine_stub(f"engine{i}", wait=False) for i in range(3)]
     intermediate = stack.intermediate("im", engines)
+    await wait_engines_up(intermediate, 3)
     backends = [(await recognize(intermediate, pattern(0.2))).backend for _ in range(6)]
     assert Counter(backends) == {f"im/ws://127.0.0.1:{e.ports['ws']}": 2 for e in engines}
 
@@ -79,12 +85,7 @@ async def test_one_engine_down_leaves_the_others_serving(stack: Stack) -> None:
     """With one of two engines killed, /readiness stays 200 and sessions go to the other."""
     dead, alive = stack.engine_stub("dead", wait=False), stack.engine_stub("alive", wait=False)
     intermediate = stack.intermediate("im", [dead, alive])
-
-    async def both_up() -> bool:
-        _, body = await readiness(intermediate)
-        return [e["state"] for e in body["engines"]] == ["up", "up"]
-
-    await eventually(both_up, within=10, what="both engines were not up")
+    await wait_engines_up(intermediate, 2)
     dead.proc.kill()
 
     async def noticed() -> dict[str, Any] | None:
