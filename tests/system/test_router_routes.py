@@ -127,11 +127,11 @@ async def test_metrics_count_sessions_by_route_and_backend(routed: Routed, sampl
     assert not [name for name in names if "session" in name]
 
 
+@pytest.mark.usefixtures("default_table")
 async def test_route_added_to_the_file_is_served_without_restart(
-    default_table: Routed, sample: bytes
+    routed: Routed, sample: bytes
 ) -> None:
     """A ko route written into the file serves ko sessions, the router process unchanged."""
-    routed = default_table
     pid = routed.router.proc.pid
     headers = mimi_headers("nict-asr", "ko", options="response_format=v2;progressive=true")
     assert (await refusal(routed.url, headers))[0] == 400
@@ -147,11 +147,9 @@ async def test_route_added_to_the_file_is_served_without_restart(
     assert routed.router.proc.poll() is None
 
 
-async def test_dns_backend_is_resolved_into_its_addresses(
-    default_table: Routed, sample: bytes
-) -> None:
+@pytest.mark.usefixtures("default_table")
+async def test_dns_backend_is_resolved_into_its_addresses(routed: Routed, sample: bytes) -> None:
     """A pool given as dns:///localhost:port gets the resolved 127.0.0.1:port and serves ja."""
-    routed = default_table
     port = routed.ja.ports["grpc"]
     path = routed.stack.tmp_path / "routes.yaml"
     tmp = path.with_suffix(".tmp")
@@ -171,11 +169,11 @@ async def test_dns_backend_is_resolved_into_its_addresses(
     assert determined_segments(result) == EXPECTED_SEGMENTS
 
 
+@pytest.mark.usefixtures("default_table")
 async def test_malformed_file_keeps_the_old_table_and_says_why(
-    default_table: Routed, sample: bytes
+    routed: Routed, sample: bytes
 ) -> None:
     """A broken file is rejected (metric, readiness names the line) and ja is still served."""
-    routed = default_table
     rejected = await metric(
         routed.router, "kikimimi_router_route_table_reloads_total", result="rejected"
     )
@@ -191,11 +189,9 @@ async def test_malformed_file_keeps_the_old_table_and_says_why(
     assert determined_segments(result) == EXPECTED_SEGMENTS
 
 
-async def test_reload_does_not_drop_a_session_in_flight(
-    default_table: Routed, sample: bytes
-) -> None:
+@pytest.mark.usefixtures("default_table")
+async def test_reload_does_not_drop_a_session_in_flight(routed: Routed, sample: bytes) -> None:
     """Removing ja from the table mid-session lets that session finish; new ja ones are refused."""
-    routed = default_table
     switched: list[bool] = []
 
     def on_message(message: dict[str, Any]) -> None:
