@@ -1,5 +1,5 @@
-"""HTTP probes of the services: async (httpx) inside tests, blocking only where no event
-loop runs (starting processes)."""
+"""HTTP probes of the services: async (httpx) inside tests; blocking only where no event
+loop may be awaited (starting processes, synchronous fixtures, `on_message` callbacks)."""
 
 from __future__ import annotations
 
