@@ -29,7 +29,7 @@ from tests.system.router_helpers import (
 pytestmark = pytest.mark.slow
 
 # Twice real time: the session lasts about 3 s, and the kill lands after its first segment.
-PACE = 64000
+PACE = 2 * SECOND
 
 
 class TwoBackends:

@@ -13,6 +13,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests.support.audio import SECOND
 from tests.support.client import mimi_headers, refusal, stream_session
 from tests.support.http import base_url, get_json_blocking, readiness
 from tests.support.metrics import metric, scrape
@@ -200,7 +201,11 @@ async def test_reload_does_not_drop_a_session_in_flight(routed: Routed, sample: 
             switched.append(True)
 
     result = await stream_session(
-        routed.url, sample, V2_PROGRESSIVE, realtime_bytes_per_second=64000, on_message=on_message
+        routed.url,
+        sample,
+        V2_PROGRESSIVE,
+        realtime_bytes_per_second=2 * SECOND,
+        on_message=on_message,
     )
     assert switched
     assert result.close_code == 1000
@@ -233,7 +238,7 @@ async def test_sigterm_drains_sessions_in_flight(
                 drained.append(1)
 
         result = await stream_session(
-            url, sample, V2_PROGRESSIVE, realtime_bytes_per_second=128000, on_message=on_message
+            url, sample, V2_PROGRESSIVE, realtime_bytes_per_second=4 * SECOND, on_message=on_message
         )
         assert drained
         assert health == [health_pb2.HealthCheckResponse.NOT_SERVING]

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.audio import SECOND
 from tests.support.client import stream_session
 from tests.support.http import readiness
 from tests.support.metrics import metric
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.slow
 
 # Four times real time: the session lasts 1.6 s and the pipeline is never the bottleneck,
 # so the final latency measures what happens after recog-break.
-PACE = 128000
+PACE = 4 * SECOND
 SHADOW = "kikimimi_router_shadow_sessions_total"
 
 

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from tests.support.audio import expected
+from tests.support.audio import SECOND, expected
 from tests.support.client import mimi_headers, stream_session
 from tests.system.conftest import Target
 
@@ -75,7 +75,7 @@ async def test_v1_format_gives_morpheme_lines(target: Target, sample: bytes) -> 
 
 async def test_random_audio_arrives_intact(target: Target) -> None:
     """Three seconds of random bytes reach the engine intact: the stub echoes count and hash."""
-    audio = os.urandom(3 * 32000)
+    audio = os.urandom(3 * SECOND)
     result = await stream_session(
         target.ws,
         audio,

@@ -21,8 +21,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidStatus
 
 from engine_stub.build_transcript import build
-from services.common.engine_messages import EOF_MESSAGE
-from tests.support.audio import frames, sample_audio
+from services.common.audio import SAMPLE_RATE
+from services.common.engine_messages import EOF_MESSAGE, config_message
+from tests.support.audio import FRAME, SECOND, frames, sample_audio
 from tests.support.engine_stub import expected_segments
 from tests.support.processes import ROOT, Service, free_port, start_service, wait_for_port
 
@@ -78,7 +79,7 @@ def digest(audio: bytes) -> str:
 async def test_one_reply_per_frame_in_order(url: str) -> None:
     """Every audio frame gets one partial naming the running byte total, in order."""
     async with session(url) as ws:
-        await ws.send(json.dumps({"config": {"sample_rate": 16000, "words": 1}}))
+        await ws.send(config_message(SAMPLE_RATE))
         total = 0
         for size in (3200, 2, 6400, 40000, 1000):
             await ws.send(os.urandom(size))
@@ -108,7 +109,7 @@ async def test_eof_gives_final_then_close_1000(url: str) -> None:
 async def test_bad_text_closes_1011(url: str, text: str) -> None:
     """Any other text frame, even another spelling of eof, closes 1011 with no reply."""
     async with session(url) as ws:
-        await ws.send(b"\x00" * 3200)
+        await ws.send(b"\x00" * FRAME)
         await reply(ws)
         await ws.send(text)
         exc = await closed(ws)
@@ -141,7 +142,7 @@ async def test_sample_segments_arrive_as_audio_arrives(url: str, size: int) -> N
     expected = expected_segments()
     segments = []
     async with session(url) as ws:
-        await ws.send(json.dumps({"config": {"sample_rate": 16000, "words": 1}}))
+        await ws.send(config_message(SAMPLE_RATE))
         sent = 0
         for chunk in frames(sample_audio(), size):
             await ws.send(chunk)
@@ -206,9 +207,9 @@ async def test_hang_stops_replies_but_answers_pings() -> None:
     with stub(hang_after_frames="2") as (address, _):
         async with session(address) as ws:
             for _ in range(2):
-                await ws.send(b"\x00" * 3200)
+                await ws.send(b"\x00" * FRAME)
                 await reply(ws)
-            await ws.send(b"\x00" * 3200)
+            await ws.send(b"\x00" * FRAME)
             await ws.send(EOF_MESSAGE)
             with pytest.raises(TimeoutError):
                 await reply(ws, within=0.5)
@@ -223,8 +224,8 @@ async def test_ignore_pings_never_pongs_but_replies() -> None:
             pong = await ws.ping()
             with pytest.raises(TimeoutError):
                 await asyncio.wait_for(pong, 0.5)
-            await ws.send(b"\x00" * 3200)
-            assert await reply(ws) == {"partial": "bytes=3200"}
+            await ws.send(b"\x00" * FRAME)
+            assert await reply(ws) == {"partial": f"bytes={FRAME}"}
 
 
 @pytest.mark.parametrize("mode", ["1011", "abort"])
@@ -233,7 +234,7 @@ async def test_close_after_frames(mode: str) -> None:
     with stub(close_after_frames="2", close_mode=mode) as (address, _):
         async with session(address) as ws:
             for _ in range(2):
-                await ws.send(b"\x00" * 3200)
+                await ws.send(b"\x00" * FRAME)
                 await reply(ws)
             exc = await closed(ws)
     assert isinstance(exc, ConnectionClosedError)
@@ -248,9 +249,9 @@ async def test_garbage_after_frames() -> None:
     """With GARBAGE_AFTER_FRAMES=1 the second reply is text that is not JSON."""
     with stub(garbage_after_frames="1") as (address, _):
         async with session(address) as ws:
-            await ws.send(b"\x00" * 3200)
+            await ws.send(b"\x00" * FRAME)
             await reply(ws)
-            await ws.send(b"\x00" * 3200)
+            await ws.send(b"\x00" * FRAME)
             text = await asyncio.wait_for(ws.recv(), TIMEOUT)
     assert isinstance(text, str)
     with pytest.raises(json.JSONDecodeError):
@@ -325,7 +326,7 @@ def test_missing_transcripts_directory_exits_naming_the_variable(tmp_path: Path)
 
 async def test_extra_transcript_answers_its_sample(tmp_path: Path) -> None:
     """A transcript in the TRANSCRIPTS directory gives its sentence for its audio."""
-    audio = os.urandom(32000)
+    audio = os.urandom(SECOND)
     expected = {
         "audio": "noise.raw",
         "language": "en",
@@ -337,7 +338,7 @@ async def test_extra_transcript_answers_its_sample(tmp_path: Path) -> None:
     }
     table = tmp_path / "table"
     table.mkdir()
-    entry = build(audio, expected, "noise", 16000)
+    entry = build(audio, expected, "noise", SAMPLE_RATE)
     (table / "noise.json").write_text(entry.model_dump_json(), encoding="utf-8")
     with stub(transcripts=str(table)) as (address, _):
         async with session(address) as ws:
