@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test tools lint typecheck proto proto-check unit integration bench bench-quick soak test-containers clean \
+.PHONY: run test tools lint typecheck proto bench bench-quick soak test-containers clean \
 	diff deploy undeploy
 
 $(STAMP): pyproject.toml requirements.lock

@@ -154,7 +154,7 @@ export KIKIMIMI_ENGINE_JA=ws://engine-stub:2700 KIKIMIMI_ENGINE_JA_CAPACITY=64
 export COMPOSE_PROFILES=stub
 docker compose up --detach --wait --wait-timeout 300 >&2
 set +e
-"$ROOT/.venv/bin/pytest" -m external -p no:cacheprovider tests/integration
+"$ROOT/.venv/bin/pytest" -m external -p no:cacheprovider tests/system
 rc=$?
 set -e
 elapsed "integration tests" $((SECONDS - t0))

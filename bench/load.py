@@ -29,9 +29,9 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
-SAMPLE_RATE = 16000
-BYTES_PER_SECOND = SAMPLE_RATE * 2
-EOF_MESSAGE = '{"eof" : 1}'
+from services.common.audio import PCM_BYTES_PER_SECOND, SAMPLE_RATE
+from services.common.engine_messages import EOF_MESSAGE, config_message
+
 RECOG_BREAK = '{"command":"recog-break"}'
 PIPELINE_OPTIONS = "response_format=v2;temporary=true;temporary_interval=100;progressive=false"
 OPEN_TIMEOUT = 60.0
@@ -159,7 +159,7 @@ class _Session:
             headers = {
                 "x-mimi-process": "nict-asr",
                 "x-mimi-input-language": "ja",
-                "content-type": "audio/x-pcm;bit=16;rate=16000;channels=1",
+                "content-type": f"audio/x-pcm;bit=16;rate={SAMPLE_RATE};channels=1",
                 "x-mimi-nict-asr-options": PIPELINE_OPTIONS,
             }
         try:
@@ -174,8 +174,7 @@ class _Session:
             ) as ws:
                 self.record.handshake_ms = (time.monotonic() - began) * 1000
                 if job.mode == "direct":
-                    config = {"config": {"sample_rate": SAMPLE_RATE, "words": 1}}
-                    await ws.send(json.dumps(config))
+                    await ws.send(config_message(SAMPLE_RATE))
                 reader = asyncio.create_task(
                     self._read_pipeline(ws) if job.mode == "pipeline" else self._read_direct(ws)
                 )
@@ -221,7 +220,7 @@ class SessionFailed(Exception):
 
 
 async def run_job(job: Job) -> list[SessionRecord]:
-    frame_bytes = BYTES_PER_SECOND * job.frame_ms // 1000
+    frame_bytes = PCM_BYTES_PER_SECOND * job.frame_ms // 1000
     audio = make_audio(job.frames, frame_bytes)
     starts = [
         job.start_at + job.spread_s * (job.first_index + k * job.stride) / job.total_sessions

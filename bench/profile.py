@@ -97,7 +97,7 @@ def main() -> None:
                             "record",
                             "--nonblocking",
                             "--pid",
-                            str(stack.services[name].pid),
+                            str(stack.named(name).pid),
                             "--duration",
                             str(int(args.duration)),
                             "--rate",

@@ -100,7 +100,7 @@ class Bench:
         self.plan = plan
         self.stack = stack
         self.workers = workers
-        groups = {name: [s.pid] for name, s in stack.services.items()}
+        groups = {s.name: [s.pid] for s in stack.services}
         groups["client"] = workers.pids
         self.monitor = Monitor(groups)
         self.baseline_rss: dict[str, int] = {}
@@ -156,7 +156,7 @@ class Bench:
             "other_cpu_s": round(max(0.0, busy - ours), 2),
             "machine_cores": psutil.cpu_count(),
         }
-        dead = self.stack.check_alive()
+        dead = self.stack.exited()
         if dead:
             result["errors"] = max(1, result["errors"])
             result["error_kinds"]["service_exited:" + ",".join(dead)] = 1
@@ -296,7 +296,7 @@ def run(
                 )
                 out.write_text(json.dumps(result, indent=1) + "\n")
                 print(_line(step), flush=True)
-                if (plan.ramp and not step["held"]) or stack.check_alive():
+                if (plan.ramp and not step["held"]) or stack.exited():
                     break
     finally:
         workers.close()

@@ -42,7 +42,7 @@ import psutil
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from bench.stack import HOST, ROOT, free_port
+from tests.support.processes import HOST, ROOT, free_port
 
 PCM_BYTES_PER_SECOND = 32000
 FRAME_CHOICES = (1600, 3200, 6400)  # 50, 100, 200 ms

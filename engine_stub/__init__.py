@@ -1,4 +1,4 @@
-"""engine_stub: a deterministic fake engine speaking the engine protocol (DESIGN.md §4).
+"""engine_stub: a deterministic fake engine (docs/architecture.md, "Engine protocol").
 
 It behaves like alphacep/vosk-server's websocket/asr_server.py (vosk 0.3.45) where it
 matters — one reply per audio frame, exactly `{"eof" : 1}` ends the session with the final

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from engine_stub.transcripts import Checkpoint, Segment, Transcript, Word, byte_offset
+from services.common.audio import SAMPLE_RATE
 
 
 def _segment_words(
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("audio", type=Path, help="headerless s16le mono PCM")
     parser.add_argument("expected", type=Path, help="expected.json of the sample")
     parser.add_argument("--name", help="transcript name (default: the audio file's stem)")
-    parser.add_argument("--sample-rate", type=int, default=16000)
+    parser.add_argument("--sample-rate", type=int, default=SAMPLE_RATE)
     args = parser.parse_args(argv)
     transcript = build(
         args.audio.read_bytes(),

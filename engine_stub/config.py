@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from services.common.audio import SAMPLE_RATE
 from services.common.settings import ServiceSettings
 
 
@@ -17,7 +18,7 @@ class Settings(ServiceSettings):
     host: str = "127.0.0.1"
     port: int = Field(2700, ge=0, le=65535)
     # What a session assumes until a config says otherwise (vosk-server's SAMPLE_RATE).
-    sample_rate: int = Field(16000, gt=0)
+    sample_rate: int = Field(SAMPLE_RATE, gt=0)
     # 0: one determined segment, at eof; > 0: a byte-mode segment every that many ms of audio.
     segment_ms: int = Field(0, ge=0)
     # A directory of more transcript files (*.json), added to the shipped ones.

@@ -10,14 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import ClassVar
 
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio import server as ws_server
+from websockets.asyncio.server import Server, ServerConnection
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode, Frame, Opcode
@@ -27,7 +28,7 @@ from websockets.server import ServerProtocol
 from engine_stub.config import Settings
 from engine_stub.faults import Action, Faults, garbage
 from engine_stub.session import ProtocolViolation, Reply, Session, encode
-from engine_stub.transcripts import Transcript
+from engine_stub.transcripts import Transcript, TranscriptError, load_table
 from services.common.logs import session_id_var, summary
 
 log = logging.getLogger("engine_stub")
@@ -148,7 +149,7 @@ class StubServer:
                 replies=stats.replies,
                 sample_rate=session.sample_rate,
                 transcript=transcript.name if transcript is not None else None,
-                duration_s=round(time.monotonic() - started, 3),
+                duration_seconds=round(time.monotonic() - started, 3),
             )
             session_id_var.reset(token)
 
@@ -197,20 +198,18 @@ class StubServer:
         await connection.close(CloseCode.INTERNAL_ERROR)
         return "fault_close_1011"
 
-    async def run(self) -> None:
-        """Serve until SIGTERM or SIGINT; then close every connection (1001) and return."""
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until `stop` is set; then close every connection (1001) and return.
+
+        Engines do not drain (vosk-server cannot): open sessions end at once."""
         settings = self.settings
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
         if settings.startup_delay:
             log.info("port opens in %s s (ENGINE_STUB_STARTUP_DELAY)", settings.startup_delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), settings.startup_delay)
             if stop.is_set():
                 return
-        async with serve(
+        async with ws_server.serve(
             self.handle,
             settings.host,
             settings.port,
@@ -229,3 +228,20 @@ class StubServer:
             )
             await stop.wait()
             log.info("stopping: closing %d connections", len(self.active))
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    """engine_stub's part of `run_service`: load the transcript table, serve until `stop`."""
+    if settings.log_level != "DEBUG":
+        # websockets logs every open and close; the session summary says it once.
+        logging.getLogger("websockets").setLevel(logging.WARNING)
+    try:
+        table = load_table(settings.transcripts)
+    except TranscriptError as exc:
+        sys.stderr.write(f"invalid settings:\n  ENGINE_STUB_TRANSCRIPTS: {exc}\n")
+        raise SystemExit(2) from None
+    try:
+        await StubServer(settings, table).run(stop)
+    except OSError as exc:
+        sys.stderr.write(f"engine_stub: cannot listen on {settings.host}:{settings.port}: {exc}\n")
+        raise SystemExit(1) from None

@@ -39,9 +39,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine_stub.transcripts import Matcher, Segment, Transcript, for_sample_rate
+from services.common.audio import BYTES_PER_SAMPLE
+from services.common.engine_messages import EOF_MESSAGE, RESET_MESSAGE
 
-EOF_TEXT = '{"eof" : 1}'
-RESET_TEXT = '{"reset" : 1}'
 HASH_HEX_DIGITS = 16
 
 Json = dict[str, Any]
@@ -68,7 +68,7 @@ def partial_text(total_bytes: int) -> str:
 
 
 def seconds(offset: int, sample_rate: float) -> float:
-    return round(offset / (2 * sample_rate), 6)
+    return round(offset / (BYTES_PER_SAMPLE * sample_rate), 6)
 
 
 def encode(message: Json) -> str:
@@ -97,9 +97,9 @@ class Session:
         return self._matcher.current if self._matcher is not None else None
 
     def text(self, text: str) -> Reply | None:
-        if text == EOF_TEXT:
+        if text == EOF_MESSAGE:
             return Reply(self._final(), final=True)
-        if text == RESET_TEXT:
+        if text == RESET_MESSAGE:
             return Reply(self._final())
         try:
             message = json.loads(text)
@@ -119,7 +119,7 @@ class Session:
             self.words = bool(config.get("words", self.words))
 
     def audio(self, data: bytes) -> Reply:
-        if len(data) % 2:
+        if len(data) % BYTES_PER_SAMPLE:
             raise ProtocolViolation(f"odd-length audio frame ({len(data)} bytes)")
         if not self._started:
             self._started = True
@@ -145,7 +145,7 @@ class Session:
         """Byte mode: the last segment boundary this frame crossed, if any."""
         if self._segment_ms == 0:
             return None
-        size = int(self._segment_ms * self.sample_rate / 1000) * 2
+        size = int(self._segment_ms * self.sample_rate / 1000) * BYTES_PER_SAMPLE
         if size == 0:
             return None
         cut = self.total // size * size

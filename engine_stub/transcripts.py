@@ -20,6 +20,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from services.common.audio import BYTES_PER_SAMPLE
+
 SHA256_HEX = r"^[0-9a-f]{64}$"
 
 
@@ -86,7 +88,7 @@ class Transcript(BaseModel):
 
 def byte_offset(ms: float, sample_rate: int) -> int:
     """Byte offset of a time in s16le mono audio: whole samples, 2 bytes each."""
-    return round(ms * sample_rate / 1000) * 2
+    return round(ms * sample_rate / 1000) * BYTES_PER_SAMPLE
 
 
 def parse_transcript(text: str | bytes, origin: str) -> Transcript:

@@ -20,6 +20,8 @@ from pathlib import Path
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from services.common.audio import BYTES_PER_SAMPLE, PCM_BYTES_PER_SECOND, SAMPLE_RATE
+
 RECOG_BREAK = json.dumps({"command": "recog-break"})
 
 
@@ -47,7 +49,9 @@ async def stream(args: argparse.Namespace) -> int:
         headers["x-mimi-nict-asr-options"] = args.options
     if args.token:
         headers["Authorization"] = f"Bearer {args.token}"
-    bytes_per_second = int(content_type.split("rate=")[1].split(";")[0]) * 2 * args.channels
+    bytes_per_second = (
+        int(content_type.split("rate=")[1].split(";")[0]) * BYTES_PER_SAMPLE * args.channels
+    )
     try:
         async with connect(args.url, additional_headers=headers, open_timeout=30) as ws:
 
@@ -86,11 +90,13 @@ def main() -> None:
     parser.add_argument("--url", default="ws://127.0.0.1:8080/")
     parser.add_argument("--process", default="nict-asr", help="asr or nict-asr")
     parser.add_argument("--language", default="ja")
-    parser.add_argument("--rate", type=int, default=16000, help="sample rate of a raw file")
+    parser.add_argument("--rate", type=int, default=SAMPLE_RATE, help="sample rate of a raw file")
     parser.add_argument("--channels", type=int, default=1, help="channels of a raw file")
     parser.add_argument("--options", default="", help="x-mimi-nict-asr-options")
     parser.add_argument("--token", default="", help="access token (Authorization: Bearer)")
-    parser.add_argument("--frame-bytes", type=int, default=3200, help="bytes per audio frame")
+    parser.add_argument(
+        "--frame-bytes", type=int, default=PCM_BYTES_PER_SECOND // 10, help="bytes per audio frame"
+    )
     parser.add_argument(
         "--realtime", action="store_true", help="pace the audio in real time, as a microphone"
     )

@@ -10,13 +10,12 @@ import grpc
 from grpc_health.v1 import _async as health_aio  # the aio servicer; `health.aio` re-exports it
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.common.pb import recognizer_pb2
+
 SESSION_ID_KEY = "x-session-id"
 TRACEPARENT_KEY = "traceparent"
 SUPPORTED_LANGUAGES_KEY = "x-supported-languages"
 SUPPORTED_PROCESSES_KEY = "x-supported-processes"
-# The grpc.health.v1 service a client watches to know whether to send sessions ("" is the
-# whole server).
-RECOGNIZER_SERVICE = "kikimimi.v1.Recognizer"
 
 # Keepalive on both sides, so a dead peer is noticed within seconds even when a session
 # is silent; the limits stay above any audio frame the endpoint forwards (64 KiB).
@@ -56,6 +55,10 @@ def balanced_channel_options(address: str) -> list[tuple[str, Any]]:
 
 # The end of a stream read with call.read(); grpc-stubs (1.53) does not know it yet.
 EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]
+
+# The grpc.health.v1 service a client (the endpoint, the router) watches to know whether to
+# send sessions ("" is the whole server).
+RECOGNIZER_SERVICE = recognizer_pb2.DESCRIPTOR.services_by_name["Recognizer"].full_name
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

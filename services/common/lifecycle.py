@@ -43,9 +43,10 @@ async def wait_for_sessions(
     describe_active: Callable[[], object],
     grace: float = 2.0,
 ) -> None:
-    """The drain's wait (DESIGN.md §5): let sessions in flight end by themselves for up to
-    `deadline` seconds; then `expire()` them (each ends with its retryable error) and give
-    them `grace` seconds to say so. `idle` is set while no session is active."""
+    """The drain's wait (docs/architecture.md, "Drain"): let sessions in flight end by
+    themselves for up to `deadline` seconds; then `expire()` them (each ends with its
+    retryable error) and give them `grace` seconds to say so. `idle` is set while no
+    session is active."""
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(deadline):
             await idle.wait()

@@ -1,4 +1,5 @@
-"""Typed settings from prefixed environment variables (DESIGN.md §6).
+"""Typed settings from prefixed environment variables (docs/architecture.md,
+"Configuration and operation").
 
 Each service defines one `Settings` subclass of `ServiceSettings` with its own
 `env_prefix`, builds it in `main()` with `load_settings`, and hands it down. A bad value

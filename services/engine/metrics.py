@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-OUTCOMES = ("ok", "client-closed", "connection-lost", "error")
+OUTCOMES = ("ok", "client_closed", "connection_lost", "error")
 
 
 class Metrics:

@@ -20,13 +20,12 @@ import math
 from typing import Any
 
 from services.common.audio import BYTES_PER_SAMPLE, PcmResampler
+from services.common.engine_messages import EOF_MESSAGE, RESET_MESSAGE
 from services.engine.errors import ProtocolError
 from services.engine.recognizer import Partial, Result
 
 log = logging.getLogger(__name__)
 
-EOF_MESSAGE = '{"eof" : 1}'
-RESET_MESSAGE = '{"reset" : 1}'
 # Client rates the engine resamples from; others are refused (close 1011).
 MIN_RATE, MAX_RATE = 8000, 192000
 

@@ -69,7 +69,7 @@ class EngineServer:
         started = time.monotonic()
         busy = 0.0  # seconds spent waiting for decoding
         final_latency: float | None = None
-        outcome = "client-closed"
+        outcome = "client_closed"
         self.metrics.active.inc()
         try:
             async for message in connection:
@@ -100,7 +100,7 @@ class EngineServer:
             log.warning("session failed: %s", exc, extra={"error": type(exc).__name__})
             await connection.close(1011)
         except ConnectionClosed:
-            outcome = "connection-lost"
+            outcome = "connection_lost"
         except Exception:
             outcome = "error"
             log.exception("session failed unexpectedly")

@@ -14,13 +14,6 @@ from services.common.pb import recognizer_pb2 as pb
 from services.common.text import join_words, normalise_text
 from services.intermediate.errors import EngineProtocolError
 
-# Exactly these bytes: vosk-server fails on other spellings and closes with 1011.
-EOF_MESSAGE = '{"eof" : 1}'
-
-
-def config_message(sample_rate: int) -> str:
-    return json.dumps({"config": {"sample_rate": sample_rate, "words": 1}})
-
 
 def _seconds_to_ms(value: object) -> int:
     if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:

@@ -20,8 +20,9 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from services.common.audio import PcmResampler
+from services.common.engine_messages import EOF_MESSAGE, config_message
 from services.common.pb import recognizer_pb2 as pb
-from services.intermediate.engine_protocol import EOF_MESSAGE, EngineTranslator, config_message
+from services.intermediate.engine_protocol import EngineTranslator
 from services.intermediate.errors import BadStart, Draining, EngineLost, EngineStuck
 
 # How often a session with nothing owed looks up from waiting (nothing to time out).

@@ -29,7 +29,6 @@ from services.common.pb import recognizer_pb2_grpc as pb_grpc
 log = logging.getLogger(__name__)
 
 DNS_SCHEME = "dns:///"
-RECOGNIZER_SERVICE = grpc_util.RECOGNIZER_SERVICE
 _WATCH_BACKOFF_MIN, _WATCH_BACKOFF_MAX = 0.2, 5.0
 
 # host, port → every "ip:port" the name has now (raises OSError when it cannot resolve).
@@ -62,7 +61,7 @@ class Backend:
         delay = _WATCH_BACKOFF_MIN
         while True:
             try:
-                request = health_pb2.HealthCheckRequest(service=RECOGNIZER_SERVICE)
+                request = health_pb2.HealthCheckRequest(service=grpc_util.RECOGNIZER_SERVICE)
                 async for reply in stub.Watch(request):
                     self._set_healthy(reply.status == health_pb2.HealthCheckResponse.SERVING)
                     delay = _WATCH_BACKOFF_MIN

@@ -22,7 +22,7 @@ from services.common.http_server import serve_http
 from services.common.pb import recognizer_pb2 as pb
 from services.common.pb import recognizer_pb2_grpc as pb_grpc
 from services.common.sessions import SessionTracker
-from services.router.backends import RECOGNIZER_SERVICE, BackendPool, BackendRegistry
+from services.router.backends import BackendPool, BackendRegistry
 from services.router.config import Settings
 from services.router.directory import RouteDirectory
 from services.router.errors import (
@@ -47,7 +47,7 @@ START_TIMEOUT_SECONDS = 10.0
 # How long a cancelled helper task of a session may take to finish: grpc's aio writes do
 # not always give way to cancellation at once, and a session must never hang on one.
 CANCEL_GRACE_SECONDS = 2.0
-HEALTH_SERVICES = ("", RECOGNIZER_SERVICE)
+HEALTH_SERVICES = ("", grpc_util.RECOGNIZER_SERVICE)
 
 Context = grpc.aio.ServicerContext[pb.RecognizeRequest, pb.RecognizeResponse]
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import BrowserContext, ConsoleMessage, Page, Playwright, sync_playwright
 
-from tests.procs import ROOT
-from tests.stack import Stack
+from tests.support.processes import ROOT
+from tests.support.stack import Stack
 
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
 

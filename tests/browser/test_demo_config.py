@@ -6,7 +6,7 @@ import httpx
 
 from services.endpoint.backend import RouterClient
 from services.endpoint.demo import create_demo_app
-from tests.procs import free_port
+from tests.support.processes import free_port
 
 
 async def test_config_is_503_with_the_error_body_when_the_router_is_down() -> None:

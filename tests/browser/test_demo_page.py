@@ -16,7 +16,7 @@ import soundfile
 from playwright.sync_api import Page
 
 from tests.browser.conftest import FIXTURES, SHORT_SESSION_S, TOKEN, Servers, Tab, wait_for
-from tests.engine.engine_helpers import speak
+from tests.system.engine.engine_helpers import speak
 
 pytestmark = pytest.mark.slow
 

@@ -17,8 +17,8 @@ import httpx
 import jiwer
 import pytest
 
-from tests.client import mimi_headers, refusal, stream_session
-from tests.engine.engine_helpers import speak
+from tests.support.client import mimi_headers, refusal, stream_session
+from tests.system.engine.engine_helpers import speak
 
 pytestmark = pytest.mark.compose
 

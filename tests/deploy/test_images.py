@@ -34,7 +34,7 @@ import jiwer
 import pytest
 
 from tests.deploy.conftest import Manifest, Rendered, pod_containers, rendered
-from tests.engine.engine_helpers import speak, stream
+from tests.system.engine.engine_helpers import speak, stream
 
 pytestmark = pytest.mark.containers
 
