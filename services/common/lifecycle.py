@@ -1,13 +1,13 @@
-"""Process lifecycle shared by the services: stop signals and the drain deadline.
+"""Process lifecycle shared by the services: one start (`run_service`) and the stop signals.
 
 SIGTERM (Kubernetes) and SIGINT (Ctrl-C) both start a drain; the services decide what a
-drain means for them. A second signal does not force anything: the drain deadline does.
+drain means for them (`services.common.sessions.SessionTracker`). A second signal does not
+force anything: the drain deadline does.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -34,29 +34,6 @@ def stop_requested_event() -> asyncio.Event:
         loop.add_signal_handler(sig, on_signal, sig)
     loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
     return event
-
-
-async def wait_for_sessions(
-    idle: asyncio.Event,
-    deadline: float,
-    expire: Callable[[], None],
-    describe_active: Callable[[], object],
-    grace: float = 2.0,
-) -> None:
-    """The drain's wait (docs/architecture.md, "Drain"): let sessions in flight end by
-    themselves for up to `deadline` seconds; then `expire()` them (each ends with its
-    retryable error) and give them `grace` seconds to say so. `idle` is set while no
-    session is active."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(deadline):
-            await idle.wait()
-    if idle.is_set():
-        return
-    log.warning("drain deadline passed", extra={"active_sessions": describe_active()})
-    expire()
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(grace):
-            await idle.wait()
 
 
 def dump_tasks() -> None:
