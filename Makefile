@@ -4,8 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test tools lint typecheck proto bench bench-quick soak test-containers clean \
-	diff deploy undeploy
+.PHONY: run test tools lint typecheck proto bench bench-quick soak test-containers clean
+.PHONY: diff deploy undeploy
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -29,6 +29,7 @@ from pathlib import Path
 import psutil  # type: ignore[import-untyped]  # dev dependency without stubs
 from websockets.asyncio.client import connect
 
+from tests.support.audio import FIXTURES
 from tests.support.processes import Service, free_port, start_service
 from tests.system.engine.engine_helpers import EOF_TEXT, RATE, frames, speak
 
@@ -40,7 +41,7 @@ SENTENCES = [
     ("rms", "we need to buy milk bread and eggs before the store closes"),
 ]
 FRAME = 3200  # 100 ms
-JA_FIXTURE = Path(__file__).parents[1] / "fixtures" / "ja-chotto-osoi-chushoku.raw"
+JA_FIXTURE = FIXTURES / "ja-chotto-osoi-chushoku.raw"
 ENGINE_ENV: dict[str, str] = {}  # set from the command line
 
 

@@ -32,8 +32,9 @@ from services.engine.whisper_decoder import (
     compression_ratio,
     without_loop,
 )
+from tests.support.audio import FIXTURES
 
-FIXTURE = Path(__file__).parents[1] / "fixtures" / "ja-chotto-osoi-chushoku.raw"
+FIXTURE = FIXTURES / "ja-chotto-osoi-chushoku.raw"
 
 # -- local agreement ----------------------------------------------------------------------
 
