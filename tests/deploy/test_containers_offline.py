@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,8 @@ PUBLISHED = {
 def stages(text: str) -> list[str]:
     """The Dockerfile's stages, each from its FROM line to the next."""
     parts = re.split(r"(?m)^(?=FROM )", text)
-    return [p for p in parts if p.startswith("FROM ")]
+    # The comment that heads the next stage is that stage's, not this one's.
+    return [re.sub(r"(?:\n(?:#[^\n]*)?)*\Z", "\n", p) for p in parts if p.startswith("FROM ")]
 
 
 @pytest.mark.timeout(10)
@@ -59,10 +61,14 @@ def test_dockerfile_follows_the_house_rules(path: Path) -> None:
     assert not re.search(r"(?im)^#\s*syntax=", text)
     assert re.search(rf"(?m)^ARG BASE_IMAGE={re.escape(PINNED_BASE)}$", text)
     parts = stages(text)
-    assert len(parts) == 2
     assert parts[0].startswith("FROM ${BASE_IMAGE} AS builder")
+    # The engine alone adds its dependencies and model to the builder's venv.
+    last_builder = "engine-builder" if path.name == "engine.Dockerfile" else "builder"
+    assert [p.splitlines()[0] for p in parts[1:-1]] == (
+        ["FROM builder AS engine-builder"] if last_builder == "engine-builder" else []
+    )
     runtime = parts[-1]
-    assert "COPY --from=builder /opt/venv /opt/venv" in runtime
+    assert f"COPY --from={last_builder} /opt/venv /opt/venv" in runtime
     user = re.findall(r"(?m)^USER (\S+)$", runtime)
     assert user == ["10001:10001"]
     cmds = re.findall(r"(?m)^CMD (.+)$", runtime)
@@ -78,6 +84,25 @@ def test_dockerfiles_share_one_builder_stage() -> None:
     """The builder stage is the same text everywhere, so its layers are built once."""
     builders = {stages(p.read_text())[0] for p in DOCKERFILES}
     assert len(builders) == 1
+
+
+@pytest.mark.timeout(10)
+def test_only_the_engine_image_installs_the_engine_extra() -> None:
+    """The shared builder installs the core dependencies and only fetches the `engine`
+    extra's wheels; the engine's own stage installs them, so no relay image has them."""
+    engine_extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]["engine"]
+    assert any(r.startswith("faster-whisper") for r in engine_extra)
+    assert any(r.startswith("pocketsphinx") for r in engine_extra)
+    builder = stages(DOCKERFILES[0].read_text())[0]
+    installs = [line for line in builder.splitlines() if "pip install" in line]
+    assert all("requirements.engine.txt" not in line for line in installs), installs
+    assert "pip wheel --no-cache-dir --wheel-dir /opt/engine-wheels" in builder
+    engine_builder = stages((ROOT / "docker" / "engine.Dockerfile").read_text())[1]
+    assert "-r requirements.engine.txt" in engine_builder
+    assert "services.engine.models install" in engine_builder
+    assert "services.engine.models install" not in builder
 
 
 @pytest.mark.timeout(10)

@@ -285,3 +285,27 @@ def test_prod_engine_decodes_from_a_read_only_model_mount(tmp_path: Path) -> Non
         for path in [models, *models.rglob("*")]:
             path.chmod(0o755)
         shutil.rmtree(models)
+
+
+# The engine's heavy dependencies: its extra in pyproject.toml and what faster-whisper pulls in.
+ENGINE_ONLY = ("faster-whisper", "pocketsphinx", "ctranslate2", "onnxruntime", "av")
+WHICH_INSTALLED = (
+    "import importlib.metadata as m, sys\n"
+    "for name in sys.argv[1:]:\n"
+    "    try:\n"
+    "        print(name, m.version(name))\n"
+    "    except m.PackageNotFoundError:\n"
+    "        pass\n"
+)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("image", ["endpoint", "router", "intermediate", "engine-stub", "engine"])
+def test_only_the_engine_image_carries_the_engine_dependencies(image: str) -> None:
+    """faster-whisper, pocketsphinx, CTranslate2, ONNX Runtime and PyAV are in the engine
+    image only (the `engine` extra); every other image runs without them."""
+    installed = docker(
+        "run", "--rm", f"kikimimi/{image}:{TAG}", "python", "-c", WHICH_INSTALLED, *ENGINE_ONLY
+    ).splitlines()
+    names = [line.split()[0] for line in installed]
+    assert names == (list(ENGINE_ONLY) if image == "engine" else []), installed

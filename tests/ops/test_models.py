@@ -60,17 +60,22 @@ def root(tmp_path: Path) -> Path:
 
 @pytest.mark.timeout(60)
 def test_publish_twice_gives_one_read_only_verified_version(root: Path, tmp_path: Path) -> None:
-    src = make_model(tmp_path / "vosk-model-ja", "ja")
-    first = models(root, "publish", str(src), "--name", "ja")
+    src = make_model(tmp_path / "whisper-base-905e5bf8336b", "whisper-base")
+    first = models(root, "publish", str(src), "--name", "whisper-base")
     assert first.returncode == 0, first.stderr
-    [version] = published_versions(root, "ja")
-    assert first.stdout == f"published ja/{version} at {root / 'ja' / version}\n"
-    again = models(root, "publish", str(src), "--name", "ja")
+    [version] = published_versions(root, "whisper-base")
+    assert (
+        first.stdout == f"published whisper-base/{version} at {root / 'whisper-base' / version}\n"
+    )
+    again = models(root, "publish", str(src), "--name", "whisper-base")
     assert again.returncode == 0, again.stderr
-    assert again.stdout == f"already published: ja/{version} has this content; nothing was copied\n"
-    assert published_versions(root, "ja") == [version]
+    assert (
+        again.stdout
+        == f"already published: whisper-base/{version} has this content; nothing was copied\n"
+    )
+    assert published_versions(root, "whisper-base") == [version]
 
-    tree = root / "ja" / version
+    tree = root / "whisper-base" / version
     for path in [tree, *tree.rglob("*")]:
         assert not path.stat().st_mode & 0o222, f"{path} is writable"
     assert (tree / "final.mdl").read_bytes() == (src / "final.mdl").read_bytes()
@@ -78,14 +83,14 @@ def test_publish_twice_gives_one_read_only_verified_version(root: Path, tmp_path
         ["sha256sum", "--check", "--strict", MANIFEST], cwd=tree, capture_output=True, timeout=30
     )
     assert check.returncode == 0, check.stdout
-    verified = models(root, "verify", f"ja/{version}")
+    verified = models(root, "verify", f"whisper-base/{version}")
     assert verified.returncode == 0
-    assert verified.stdout.startswith(f"ok  ja/{version} (4 files,")
+    assert verified.stdout.startswith(f"ok  whisper-base/{version} (4 files,")
 
     (src / "conf" / "part-0001.txt").write_text("changed\n")
-    changed = models(root, "publish", str(src), "--name", "ja")
+    changed = models(root, "publish", str(src), "--name", "whisper-base")
     assert changed.returncode == 0, changed.stderr
-    assert len(published_versions(root, "ja")) == 2
+    assert len(published_versions(root, "whisper-base")) == 2
 
 
 @pytest.mark.timeout(60)
@@ -103,14 +108,14 @@ def test_verify_finds_a_changed_file(root: Path, tmp_path: Path) -> None:
 @pytest.mark.timeout(120)
 def test_concurrent_publishes_give_one_version(root: Path, tmp_path: Path) -> None:
     src = make_model(tmp_path / "m", "ja", files=300, big=8 << 20)
-    argv = [*MODELS, "--root", str(root), "publish", str(src), "--name", "ja"]
+    argv = [*MODELS, "--root", str(root), "publish", str(src), "--name", "whisper-base"]
     procs = [
         subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(2)
     ]
     outputs = [p.communicate(timeout=100) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
-    [version] = published_versions(root, "ja")
+    [version] = published_versions(root, "whisper-base")
     said = sorted(out.split(":")[0].split(" ")[0] for out, _ in outputs)
     assert said == ["already", "published"], outputs
     assert staging_entries(root) == []
@@ -134,8 +139,8 @@ def test_a_file_vanishing_mid_copy_leaves_nothing(
 
     monkeypatch.setattr(modelstore, "_hash_file", copy_then_delete_a_later_file)
     with pytest.raises(FileNotFoundError, match=r"part-0003\.txt"):
-        publish(root, src, "ja")
-    assert published_versions(root, "ja") == []
+        publish(root, src, "whisper-base")
+    assert published_versions(root, "whisper-base") == []
     assert staging_entries(root) == []
 
 
@@ -148,7 +153,7 @@ def test_a_write_error_mid_copy_leaves_nothing(root: Path, tmp_path: Path) -> No
         resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
 
     result = subprocess.run(
-        [*MODELS, "--root", str(root), "publish", str(src), "--name", "ja"],
+        [*MODELS, "--root", str(root), "publish", str(src), "--name", "whisper-base"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -158,7 +163,7 @@ def test_a_write_error_mid_copy_leaves_nothing(root: Path, tmp_path: Path) -> No
     )
     assert result.returncode == 1
     assert "File too large" in result.stderr
-    assert published_versions(root, "ja") == []
+    assert published_versions(root, "whisper-base") == []
     assert staging_entries(root) == []
 
 
@@ -168,7 +173,7 @@ def test_a_killed_publish_leaves_nothing_under_the_name_and_gc_clears_it(
 ) -> None:
     src = make_model(tmp_path / "m", "ja", files=3000)
     proc = subprocess.Popen(
-        [*MODELS, "--root", str(root), "publish", "-v", str(src), "--name", "ja"],
+        [*MODELS, "--root", str(root), "publish", "-v", str(src), "--name", "whisper-base"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -184,14 +189,14 @@ def test_a_killed_publish_leaves_nothing_under_the_name_and_gc_clears_it(
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     proc.stdout.close()
-    assert published_versions(root, "ja") == []
+    assert published_versions(root, "whisper-base") == []
     leftovers = staging_entries(root)
     assert len(leftovers) == 2  # the copy and its lock
 
     fresh = models(root, "gc", "--keep", "1", "--yes", "--overlay", "k8s/overlays/dev")
     assert fresh.returncode == 0, fresh.stderr
     assert staging_entries(root) == leftovers  # under a minute old: maybe still running
-    (root / STAGING / "ja.0ddba11.lock").touch()  # a publisher that died cleaning up
+    (root / STAGING / "whisper-base.0ddba11.lock").touch()  # a publisher that died cleaning up
     leftovers = staging_entries(root)
     an_hour_ago = time.time() - 3600
     for name in leftovers:
@@ -202,7 +207,7 @@ def test_a_killed_publish_leaves_nothing_under_the_name_and_gc_clears_it(
     cleared = models(root, "gc", "--keep", "1", "--yes", "--overlay", "k8s/overlays/dev")
     assert cleared.returncode == 0, cleared.stderr
     assert staging_entries(root) == []
-    assert models(root, "publish", str(src), "--name", "ja").returncode == 0
+    assert models(root, "publish", str(src), "--name", "whisper-base").returncode == 0
 
 
 def write_overlay(path: Path, sub_path: str) -> Path:
@@ -247,11 +252,11 @@ def test_gc_spares_the_newest_and_whatever_is_referenced(
 ) -> None:
     refs = []
     for age, seed in enumerate(["newest", "newer", "in-overlay", "in-pods", "old", "oldest"]):
-        version = publish(root, make_model(tmp_path / seed, seed), "ja")
+        version = publish(root, make_model(tmp_path / seed, seed), "whisper-base")
         manifest = version.path / MANIFEST
         when = time.time() - 3600 * (age + 1)
         os.utime(manifest, (when, when))
-        refs.append(f"ja/{version.version}")
+        refs.append(f"whisper-base/{version.version}")
     newest, newer, in_overlay, in_pods, old, oldest = refs
     overlay = write_overlay(tmp_path / "overlay", in_overlay)
     pods = tmp_path / "pods.json"
@@ -301,11 +306,11 @@ def test_gc_spares_the_newest_and_whatever_is_referenced(
     assert f"keep    {in_overlay}: referenced by overlay {overlay}" in dry.stdout
     assert f"keep    {in_pods}: referenced by cluster dev" in dry.stdout
     assert f"keep    {newer}: among the newest 2" in dry.stdout
-    assert len(published_versions(root, "ja")) == 6
+    assert len(published_versions(root, "whisper-base")) == 6
 
     done = models(root, "gc", "--keep", "2", "--yes", *where, env=fake_kube.env)
     assert done.returncode == 0, done.stderr
-    remaining = {f"ja/{v}" for v in published_versions(root, "ja")}
+    remaining = {f"whisper-base/{v}" for v in published_versions(root, "whisper-base")}
     assert remaining == {newest, newer, in_overlay, in_pods}
     assert staging_entries(root) == []
     assert models(root, "verify").returncode == 0
@@ -314,7 +319,7 @@ def test_gc_spares_the_newest_and_whatever_is_referenced(
 @pytest.mark.timeout(60)
 def test_gc_deletes_nothing_when_it_cannot_know_what_is_in_use(root: Path, tmp_path: Path) -> None:
     for seed in ("a", "b", "c"):
-        publish(root, make_model(tmp_path / seed, seed), "ja")
+        publish(root, make_model(tmp_path / seed, seed), "whisper-base")
     blind = models(root, "gc", "--keep", "1", "--yes", "--no-default-overlays")
     assert blind.returncode == 2
     assert "gc must know which versions are in use" in blind.stderr
@@ -322,7 +327,7 @@ def test_gc_deletes_nothing_when_it_cannot_know_what_is_in_use(root: Path, tmp_p
     assert broken.returncode == 1
     assert "kubectl kustomize" in broken.stderr
     assert "failed" in broken.stderr
-    assert len(published_versions(root, "ja")) == 3
+    assert len(published_versions(root, "whisper-base")) == 3
 
 
 @pytest.mark.timeout(60)
@@ -330,20 +335,28 @@ def test_gc_deletes_nothing_when_it_cannot_know_what_is_in_use(root: Path, tmp_p
     ("setup", "args", "why"),
     [
         (lambda src: None, ["--name", "Ja Model"], "model name 'Ja Model'"),
-        (lambda src: (src / "link").symlink_to("/etc/passwd"), ["--name", "ja"], "symbolic link"),
-        (lambda src: os.mkfifo(src / "pipe"), ["--name", "ja"], "not a regular file"),
-        (lambda src: (src / MANIFEST).write_text("x"), ["--name", "ja"], "name of the manifest"),
+        (
+            lambda src: (src / "link").symlink_to("/etc/passwd"),
+            ["--name", "whisper-base"],
+            "symbolic link",
+        ),
+        (lambda src: os.mkfifo(src / "pipe"), ["--name", "whisper-base"], "not a regular file"),
+        (
+            lambda src: (src / MANIFEST).write_text("x"),
+            ["--name", "whisper-base"],
+            "name of the manifest",
+        ),
     ],
 )
 def test_bad_publishes_are_refused(
     root: Path, tmp_path: Path, setup: Callable[[Path], object], args: list[str], why: str
 ) -> None:
-    src = make_model(tmp_path / "m", "ja")
+    src = make_model(tmp_path / "m", "whisper-base")
     setup(src)
     result = models(root, "publish", str(src), *args)
     assert result.returncode in (1, 2)
     assert why in result.stderr
-    assert not (root / "ja").exists() or published_versions(root, "ja") == []
+    assert not (root / "whisper-base").exists() or published_versions(root, "whisper-base") == []
 
 
 @pytest.mark.timeout(30)

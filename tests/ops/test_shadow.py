@@ -31,8 +31,10 @@ def test_shadow_pool_mounts_the_new_version_outside_the_primary_pool(tmp_path: P
     root = tmp_path / "models"
     root.mkdir()
     (tmp_path / "m").mkdir()
-    (tmp_path / "m" / "final.mdl").write_text("a new model")
-    ref = f"ja/{publish(root, tmp_path / 'm', 'ja').version}"
+    (tmp_path / "m" / "model.bin").write_text("another model")
+    # Another model than the one the pool mounts (whisper-base): a NAME is the model, the
+    # language is the Deployment's engine setting.
+    ref = f"whisper-small/{publish(root, tmp_path / 'm', 'whisper-small').version}"
     result = subprocess.run(
         [
             *MODELS,
@@ -72,9 +74,12 @@ def test_shadow_pool_mounts_the_new_version_outside_the_primary_pool(tmp_path: P
     policy = prod.get("NetworkPolicy", "intermediate")
     assert selects(policy["spec"]["podSelector"]["matchLabels"], pod_labels)
 
+    versions = yaml.safe_load((ROOT / "k8s/overlays/prod/model-versions.yaml").read_text())
+    primary_model = versions["data"]["ja"]
     mounts = [m for c in containers(deployment) for m in c.get("volumeMounts", [])]
-    model_mounts = [m for m in mounts if m.get("subPath", "").startswith("ja/")]
-    assert [m["subPath"] for m in model_mounts] == [ref]
+    assert [m["subPath"] for m in mounts if "subPath" in m] == [ref]
+    primary_mounts = [m for c in containers(primary) for m in c.get("volumeMounts", [])]
+    assert [m["subPath"] for m in primary_mounts if "subPath" in m] == [primary_model]
     # Apart from the version, the containers are the primary's.
     for mount in mounts:
         if mount.get("subPath") == ref:
@@ -118,16 +123,34 @@ def test_an_unpublished_version_or_unknown_deployment_is_refused(tmp_path: Path)
             check=False,
         )
 
-    unpublished = shadow("ja/0123456789abcdef", "--deployment", "intermediate-ja")
+    unpublished = shadow("whisper-base/0123456789abcdef", "--deployment", "intermediate-ja")
     assert unpublished.returncode == 1
-    assert f"ja/0123456789abcdef: not published under {tmp_path}" in unpublished.stderr
+    assert f"whisper-base/0123456789abcdef: not published under {tmp_path}" in unpublished.stderr
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "x").write_text("x")
-    ref = f"ja/{publish(tmp_path, tmp_path / 'm', 'ja').version}"
+    ref = f"whisper-base/{publish(tmp_path, tmp_path / 'm', 'whisper-base').version}"
     unknown = shadow(ref, "--deployment", "intermediate-fr")
     assert unknown.returncode == 1
     assert "the overlay has no Deployment named 'intermediate-fr'" in unknown.stderr
-    en = f"en/{publish(tmp_path, tmp_path / 'm', 'en').version}"
-    no_mount = shadow(en, "--deployment", "intermediate-ja")
-    assert no_mount.returncode == 1
-    assert "intermediate-ja: no volume mount has a subPath en/" in no_mount.stderr
+    # dev's engines run the model of their image: no model version mount to replace.
+    image_model = subprocess.run(
+        [
+            *MODELS,
+            "shadow",
+            ref,
+            "--overlay",
+            "k8s/overlays/dev",
+            "--deployment",
+            "intermediate-ja",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert image_model.returncode == 1
+    assert "intermediate-ja: no container mounts a model version" in image_model.stderr
+    not_a_version = shadow("whisper-base", "--deployment", "intermediate-ja")
+    assert not_a_version.returncode == 1
+    assert "whisper-base: not published" in not_a_version.stderr

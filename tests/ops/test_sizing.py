@@ -112,7 +112,8 @@ MANIFESTS = {
     "endpoint": ("k8s/base/endpoint/deployment.yaml", "endpoint"),
     "router": ("k8s/base/router/deployment.yaml", "router"),
     "intermediate": ("k8s/base/intermediate/deployment.yaml", "intermediate"),
-    "engine-en (pocketsphinx)": ("k8s/base/intermediate-en/engine-sidecar.yaml", "engine"),
+    "engine-ja (Whisper base)": ("k8s/base/intermediate-ja/engine-sidecar.yaml", "engine"),
+    "engine-en (Whisper base)": ("k8s/base/intermediate-en/engine-sidecar.yaml", "engine"),
 }
 
 
