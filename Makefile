@@ -10,6 +10,7 @@ $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
+	$(BIN)/python -m services.engine.models install  # the Whisper model, joined and checked
 	touch $(STAMP)
 
 ## run: the whole stack on loopback (ports in README), Ctrl-C stops it all

@@ -125,7 +125,8 @@ class Stack:
 
     def pocketsphinx(self, name: str = "engine-en", **settings: Any) -> Service:
         port = free_port()
-        env = {f"ENGINE_{k.upper()}": str(v) for k, v in settings.items()}
+        env = {"ENGINE_RECOGNIZER": "pocketsphinx"}
+        env |= {f"ENGINE_{k.upper()}": str(v) for k, v in settings.items()}
         env |= {"ENGINE_PORT": str(port), "ENGINE_LOG_FORMAT": "json"}
         return self._start(name, "services.engine", env, port, {"ws": port}, timeout=90)
 

@@ -11,6 +11,9 @@ import numpy as np
 import soxr
 
 BYTES_PER_SAMPLE = 2
+# The rate of every internal hop and of the engines' models (16 kHz mono s16le).
+SAMPLE_RATE = 16000
+BYTES_PER_SECOND = SAMPLE_RATE * BYTES_PER_SAMPLE
 
 
 class SampleFramer:

@@ -30,6 +30,24 @@ class Metrics:
             "real-time factor",
             registry=r,
         )
+        self.decodes = Counter(
+            "kikimimi_engine_decodes_total",
+            "Whisper decodes run, by kind (final: a determined segment; partial: a hypothesis)",
+            ["kind"],
+            registry=r,
+        )
+        self.decode_batch_seconds = Histogram(
+            "kikimimi_engine_decode_batch_seconds",
+            "Whisper: wall time of one decode batch, by kind",
+            ["kind"],
+            buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0),
+            registry=r,
+        )
+        self.partials_skipped = Counter(
+            "kikimimi_engine_partials_skipped_total",
+            "Whisper: partial decodes that fell due but were not run (the engine was behind)",
+            registry=r,
+        )
         self.real_time_factor = Histogram(
             "kikimimi_engine_real_time_factor",
             "Per session: decoding time over audio duration",

@@ -5,9 +5,10 @@
 only before the first audio, as vosk-server builds its recogniser on the first audio frame;
 a later valid one is ignored), the exact bytes `{"eof" : 1}` (final segment, then close)
 or `{"reset" : 1}` (final segment, connection stays); anything else is a `ProtocolError`
-(close 1011). Audio is cut into whole samples — an odd last byte is carried to the next frame, where
-vosk-server would drop it and shift every later sample — and resampled to the model's rate
-when the client's config asked for another. `reply` renders a result as vosk-server does.
+(close 1011). Audio is cut into whole samples — an odd last byte is carried to the next frame,
+where vosk-server would drop it and shift every later sample — and resampled to the model's
+rate when the client's config asked for another (both by `services.common.audio`). `reply`
+renders a result as vosk-server does.
 """
 
 from __future__ import annotations
@@ -18,9 +19,7 @@ import logging
 import math
 from typing import Any
 
-import numpy as np
-import soxr
-
+from services.common.audio import BYTES_PER_SAMPLE, PcmResampler
 from services.engine.errors import ProtocolError
 from services.engine.recognizer import Partial, Result
 
@@ -43,14 +42,17 @@ class EngineSession:
         self.model_rate = model_rate
         self.sample_rate = float(model_rate)
         self.words = True
-        self.started = False  # audio has arrived: config is final
         self.bytes_received = 0
-        self._odd = b""
-        self._resampler: Any = None
+        self._resampler: PcmResampler | None = None  # made by the first audio
+
+    @property
+    def started(self) -> bool:
+        """Audio has arrived: the config is final."""
+        return self._resampler is not None
 
     @property
     def audio_seconds(self) -> float:
-        return self.bytes_received / 2 / self.sample_rate
+        return self.bytes_received / BYTES_PER_SAMPLE / self.sample_rate
 
     def on_text(self, text: str) -> Text:
         if text == EOF_MESSAGE:
@@ -92,30 +94,15 @@ class EngineSession:
 
     def on_audio(self, data: bytes) -> bytes:
         """Whole samples at the model's rate (possibly empty) for one binary frame."""
-        if not self.started:
-            self.started = True
-            if self.sample_rate != self.model_rate:
-                self._resampler = soxr.ResampleStream(
-                    self.sample_rate, self.model_rate, 1, dtype="int16"
-                )
+        if self._resampler is None:
+            # Whole Hz: soxr would take a fraction, but no client sends one on purpose.
+            self._resampler = PcmResampler(round(self.sample_rate), self.model_rate)
         self.bytes_received += len(data)
-        if self._odd:
-            data = self._odd + data
-        usable = len(data) - len(data) % 2
-        self._odd = data[usable:]
-        return self._resample(data[:usable], last=False)
+        return self._resampler.feed(data)
 
     def flush(self) -> bytes:
         """The resampler's tail at the end of the audio (a dangling odd byte is dropped)."""
-        self._odd = b""
-        return self._resample(b"", last=True) if self._resampler is not None else b""
-
-    def _resample(self, pcm: bytes, *, last: bool) -> bytes:
-        if self._resampler is None:
-            return pcm
-        samples = np.frombuffer(pcm, dtype="<i2")
-        out = self._resampler.resample_chunk(samples, last=last)
-        return bytes(out.astype("<i2").tobytes())
+        return self._resampler.flush() if self._resampler is not None else b""
 
     def reply(self, result: Result) -> str:
         """The JSON text frame answering one audio frame, eof or reset."""

@@ -54,10 +54,12 @@ class Partial:
 @dataclass(frozen=True)
 class Segment:
     words: tuple[Word, ...] = ()
+    # What joins the words into the text: "" for languages written without spaces (ja).
+    separator: str = " "
 
     @property
     def text(self) -> str:
-        return " ".join(word.word for word in self.words)
+        return self.separator.join(word.word for word in self.words)
 
 
 Result = Partial | Segment

@@ -1,6 +1,7 @@
 """The WebSocket layer: admission, one `EngineSession` per connection, replies in order.
 
-Thin on purpose: the protocol is in `protocol`, decoding in `workers`. Sessions beyond the
+Thin on purpose: the protocol is in `protocol`, decoding behind `backend.Recognition`
+(pocketsphinx's `workers`, or `whisper`). Sessions beyond the
 capacity are refused at the handshake with HTTP 503 (a slot is held from the handshake until
 the connection is lost, so a failed handshake never leaks one). Every failure ends the
 session with a bare close 1011, as vosk-server does.
@@ -21,21 +22,21 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from services.common.logs import session_id_var, summary
+from services.engine.backend import Recognition
 from services.engine.config import Settings
 from services.engine.errors import EngineError
 from services.engine.metrics import Metrics
 from services.engine.protocol import EngineSession, Text
-from services.engine.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
 
 class EngineServer:
-    def __init__(self, settings: Settings, pool: WorkerPool) -> None:
+    def __init__(self, settings: Settings, recognition: Recognition, metrics: Metrics) -> None:
         self.settings = settings
-        self.pool = pool
+        self.recognition = recognition
         self.admitted = 0
-        self.metrics = Metrics()
+        self.metrics = metrics
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         if request.path == "/metrics" and "upgrade" not in request.headers:
@@ -64,7 +65,7 @@ class EngineServer:
         session_id = uuid.uuid4().hex[:16]
         session_id_var.set(session_id)
         session = EngineSession(self.settings.sample_rate)
-        decoding = self.pool.session(session_id)
+        decoding = self.recognition.session(session_id)
         started = time.monotonic()
         busy = 0.0  # seconds spent waiting for decoding
         final_latency: float | None = None
@@ -116,7 +117,7 @@ class EngineServer:
                 real_time_factor=round(busy / audio, 3) if audio else None,
                 final_latency_ms=round(final_latency * 1000) if final_latency else None,
                 sample_rate=session.sample_rate,
-                worker=decoding.worker.index,
+                worker=decoding.label,
             )
 
     def _record(self, outcome: str, audio: float, busy: float, final_latency: float | None) -> None:
@@ -131,9 +132,11 @@ class EngineServer:
             metrics.final_latency.observe(final_latency)
 
 
-async def run(settings: Settings, pool: WorkerPool, stop: asyncio.Event) -> None:
-    """Serve until `stop` is set; the pool's model is loaded already."""
-    engine = EngineServer(settings, pool)
+async def run(
+    settings: Settings, recognition: Recognition, metrics: Metrics, stop: asyncio.Event
+) -> None:
+    """Serve until `stop` is set; the recogniser's model is loaded already."""
+    engine = EngineServer(settings, recognition, metrics)
     server: Server
     async with serve(
         engine.handler,

@@ -105,6 +105,11 @@ class DecodingSession:
         self._opened = False
         worker.sessions += 1
 
+    @property
+    def label(self) -> str:
+        """Where the session decodes, for its summary line."""
+        return f"worker-{self.worker.index}"
+
     async def accept(self, pcm: bytes) -> Result:
         await self._open()
         return await self.worker.call(decoding.accept, self.session_id, pcm, limit=self.timeout)

@@ -36,6 +36,7 @@ SENTENCES = [
 def engine() -> Iterator[tuple[str, Service]]:
     port = free_port()
     env = {
+        "ENGINE_RECOGNIZER": "pocketsphinx",
         "ENGINE_PORT": str(port),
         "ENGINE_CAPACITY": str(CAPACITY),
         "ENGINE_LOG_FORMAT": "json",
