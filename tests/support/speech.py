@@ -8,11 +8,14 @@ install, never a skip. Synthesis is deterministic, so a test may cache what it m
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import subprocess
 import tempfile
+import unicodedata
 from pathlib import Path
 
+import jiwer
 import numpy as np
 import soundfile
 import soxr
@@ -24,17 +27,67 @@ OPEN_JTALK_DICTIONARY = Path("/var/lib/mecab/dic/open-jtalk/naist-jdic")
 INSTALL = "run `bash .ci/install-test-deps.sh` (as root), as `make test` does"
 
 # flite's voices a new user would try; kal is an 8 kHz voice (resampled).
-ENGLISH_VOICES = ("slt", "awb", "kal", "rms")
+ENGLISH_VOICES = ("slt", "awb", "kal")
 ENGLISH_SENTENCES = (
     "the meeting has been moved to three thirty on thursday afternoon",
-    "please open the window and turn off the lights in the kitchen",
-    "my train leaves from platform nine at a quarter past seven",
+    "could you send me the report before the end of the day",
+    "the coffee machine on the second floor is broken again",
 )
 JAPANESE_SENTENCES = (
-    "明日の会議は午後三時から始まります。",
     "駅の近くに新しいパン屋ができました。",
     "今日はとても暑いので水をたくさん飲んでください。",
+    "週末は家族と一緒に海へ行く予定です。",
+    "この電車は東京駅まで止まりません。",
 )
+
+_UNITS = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+]
+_UNITS += ["fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+_TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+
+
+def _spelled(number: int) -> str:
+    if number < 20:
+        return _UNITS[number]
+    if number < 100:
+        tens, units = divmod(number, 10)
+        return _TENS[tens] + (f" {_UNITS[units]}" if units else "")
+    return str(number)
+
+
+def english_words(text: str) -> str:
+    """Lower case, no punctuation, numbers below 100 spelled out ("3:30" → "three thirty"):
+    the reference and the hypothesis of a WER are written alike."""
+    spaced = re.sub(r"(?<=\d)[.:](?=\d)", " ", text.lower())
+    spelled = re.sub(r"\d+", lambda m: _spelled(int(m.group())), spaced)
+    return " ".join(re.sub(r"[^a-z' ]", " ", spelled).split())
+
+
+def japanese_characters(text: str) -> str:
+    """No punctuation, symbols or spaces: what a CER compares."""
+    return "".join(c for c in text if unicodedata.category(c)[0] in "LN")
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    return float(jiwer.wer(english_words(reference), english_words(hypothesis)))
+
+
+def cer(reference: str, hypothesis: str) -> float:
+    return float(jiwer.cer(japanese_characters(reference), japanese_characters(hypothesis)))
 
 
 def _tool(name: str) -> str:
