@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test tools lint typecheck proto proto-check unit integration bench bench-quick test-containers clean
+.PHONY: run test tools lint typecheck proto proto-check unit integration bench bench-quick bench-engine test-containers clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench --quick
+
+## bench-engine: the engines side by side (pocketsphinx, Whisper base/small, a naive baseline)
+bench-engine: $(STAMP)
+	bash .ci/install-japanese-tts.sh
+	$(BIN)/python -m bench.engine
 
 test-containers: $(STAMP)
 	bash .ci/containers.sh
