@@ -43,14 +43,15 @@ def _common_prefix(a: Sequence[str], b: Sequence[str]) -> int:
 
 
 def _after(words: Sequence[str], committed: Sequence[str], separator: str) -> int:
-    """Index of the first of `words` past the committed text. Decodes may cut the same text
-    into other words (中職 or 中+職), so the committed text is measured, not its word count."""
-    if list(words[: len(committed)]) == list(committed):
-        return len(committed)
-    length = len(separator.join(committed))
-    covered = -len(separator)
+    """Index of the first of `words` past the committed ones. Where words are written without
+    spaces, decodes cut the same text into other pieces (中職 or 中 + 職), so there the
+    committed characters are counted instead of the words."""
+    if separator or list(words[: len(committed)]) == list(committed):
+        return min(len(committed), len(words))
+    length = sum(len(word) for word in committed)
+    covered = 0
     for index, word in enumerate(words):
         if covered >= length:
             return index
-        covered += len(separator) + len(word)
+        covered += len(word)
     return len(words)

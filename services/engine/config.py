@@ -55,6 +55,7 @@ class Settings(ServiceSettings):
     threads: int = Field(1, ge=1, le=64)
     # Decodes of the same kind run as one CTranslate2 batch, at most this many.
     max_batch: int = Field(4, ge=1, le=64)
+    # Beam width of final decodes (partials are always greedy).
     beam_size: int = Field(1, ge=1, le=10)
     # Encoder window: the utterance plus this many seconds (30: Whisper's full padded window).
     window_margin: float = Field(1.0, ge=0.0, le=30.0)

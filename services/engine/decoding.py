@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from services.common.audio import SAMPLE_RATE
 from services.engine.recognizer import Recognizer, Result
 
 
@@ -27,7 +28,7 @@ class ModelSpec:
     hmm: str | None = None
     lm: str | None = None
     dictionary: str | None = None
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE
     fwdflat: bool = False
     maxhmmpf: int = 10000
 

@@ -1,5 +1,5 @@
 """The engine's errors. Every one of them ends a session with a bare close 1011, as
-vosk-server does (§4: failures carry no message)."""
+vosk-server does (failures carry no message: docs/engines.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The engine protocol of one connection, without I/O (DESIGN.md §4, vosk-server's
+"""The engine protocol of one connection, without I/O (docs/engines.md, vosk-server's
 `websocket/asr_server.py`).
 
 `EngineSession` is fed the connection's messages. Text is a config (checked always, taken

@@ -1,11 +1,14 @@
 """The one decode scheduler of a Whisper engine process: what to decode next, across sessions.
 
 Every session hands its closed utterances in (`submit_final`) and says when its open one is
-due for a temporary hypothesis (`request_partial`). The scheduler keeps at most `parallel`
-decodes running in a thread pool (CTranslate2 releases the GIL, so the event loop goes on and
-pings are answered) and fills each free slot by these rules:
+due for a temporary hypothesis (`request_partial`). The scheduler runs decodes in a thread
+pool (CTranslate2 releases the GIL, so the event loop goes on and pings are answered) and
+fills each free slot by these rules:
 
-1. finals before partials, oldest first — a final is never dropped;
+1. finals before partials, oldest first — a final is never dropped, and never waits for a
+   partial: finals have `parallel` slots of their own, partials only what finals leave free
+   of `parallel` (so at most twice `parallel` decodes run, briefly, when finals arrive while
+   partials are running);
 2. a partial only when no final waits; the session that has waited longest first; its audio
    is taken when the decode starts, so a late partial covers everything heard so far;
 3. up to `max_batch` decodes of the same kind go into one CTranslate2 batch.
@@ -52,7 +55,7 @@ class Job:
     final: bool
 
 
-# (audio batch, fallback) → results; finals ask for the fallback of a looping decode.
+# (audio batch, final) → results: finals are decoded with more care (docs/engines.md).
 Decode = Callable[[Sequence[np.ndarray], bool], list[Decoded]]
 
 
@@ -71,8 +74,10 @@ class DecodeScheduler:
         self._stats = stats
         self._finals: deque[Job] = deque()
         self._partials: OrderedDict[Client, None] = OrderedDict()  # insertion = request order
-        self._running = 0
-        self._executor = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="decode")
+        self._running = {True: 0, False: 0}  # decodes running, finals (True) and partials
+        # Finals have `parallel` slots of their own, so that a final never waits for partials
+        # to finish; partials use what finals leave of `parallel`.
+        self._executor = ThreadPoolExecutor(max_workers=2 * parallel, thread_name_prefix="decode")
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- what sessions ask ----------------------------------------------------------------
@@ -100,18 +105,20 @@ class DecodeScheduler:
     # -- running decodes --------------------------------------------------------------------
 
     def _dispatch(self) -> None:
-        while self._running < self.parallel:
+        while True:
             batch = self._next_batch()
             if not batch:
                 return
-            self._running += 1
+            self._running[batch[0].final] += 1
             task = asyncio.get_running_loop().create_task(self._run(batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
     def _next_batch(self) -> list[Job]:
-        if self._finals:
+        if self._finals and self._running[True] < self.parallel:
             return [self._finals.popleft() for _ in range(min(self.max_batch, len(self._finals)))]
+        if self._finals or sum(self._running.values()) >= self.parallel:
+            return []
         batch: list[Job] = []
         while self._partials and len(batch) < self.max_batch:
             client, _ = self._partials.popitem(last=False)
@@ -150,11 +157,24 @@ class DecodeScheduler:
                     job.client.delivered(exc)
             results = None
         finally:
-            self._running -= 1
+            self._running[batch[0].final] -= 1
         if results is not None:
             final = batch[0].final
             audio = sum(len(job.audio) for job in batch) / SAMPLE_RATE
-            self._stats.decoded(final, len(batch), time.monotonic() - began, audio)
+            seconds = time.monotonic() - began
+            self._stats.decoded(final, len(batch), seconds, audio)
+            log.debug(
+                "decoded",
+                extra={
+                    "kind": "final" if final else "partial",
+                    "batch": len(batch),
+                    "seconds": round(seconds, 3),
+                    "audio_seconds": [round(len(job.audio) / SAMPLE_RATE, 2) for job in batch],
+                    "repetitive": [r.repetitive for r in results],
+                    "waiting_finals": len(self._finals),
+                    "waiting_partials": len(self._partials),
+                },
+            )
             for job, decoded in zip(batch, results, strict=True):
                 if job.final:
                     job.client.stream.deliver_final(job.utterance, decoded)

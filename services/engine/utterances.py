@@ -190,12 +190,10 @@ class UtteranceStream:
 
     def take_final(self) -> Segment:
         """Every determined word not yet sent (every closed utterance must be decoded)."""
-        words: list[Word] = []
-        while self.closed:
-            utterance = self.closed.popleft()
-            if utterance.final is None:
-                raise RuntimeError("take_final before every final decode arrived")
-            words.extend(utterance.final)
+        if self.undecoded:
+            raise RuntimeError("take_final before every final decode arrived")
+        words = [w for u in self.closed for w in u.final or ()]
+        self.closed.clear()
         return Segment(tuple(words), self.settings.separator)
 
     def partial_text(self) -> str:

@@ -142,7 +142,7 @@ class UtteranceCutter:
                 end = min(self._last_speech_end + self._pad, self._position)
                 closed.append(Cut(self._start, end))
                 self._start = None
-            elif self._position - self._start >= self._max:
+            elif self._position + WINDOW - self._start > self._max:  # the next would exceed
                 at = self._quietest_point()
                 closed.append(Cut(self._start, at))
                 self._start = at
@@ -150,9 +150,12 @@ class UtteranceCutter:
         return closed
 
     def _quietest_point(self) -> int:
-        """Where to cut an utterance that is too long: its quietest window of the last 5 s."""
-        recent = [q for q in self._quiet if q[1] > self._position - 5 * SAMPLE_RATE]
-        _, end = min(recent or [(0.0, self._position)])
+        """Where to cut an utterance that is too long: the end of its quietest window in its
+        second half (the latest of equals), so both pieces are long enough to decode."""
+        assert self._start is not None
+        half = self._start + self._max // 2
+        candidates = [q for q in self._quiet if q[1] > half] or [(0.0, self._position)]
+        _, end = min(candidates, key=lambda q: (q[0], -q[1]))
         return end
 
     def finish(self, end: int) -> Cut | None:

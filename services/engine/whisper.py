@@ -31,6 +31,7 @@ from services.engine.whisper_decoder import UNSPACED_LANGUAGES, WhisperDecoder
 log = logging.getLogger(__name__)
 
 MAX_UNDECODED = 4
+INT16_FULL_SCALE = 32768.0  # s16le samples → Whisper's float audio in [-1, 1)
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ class WhisperSession:
         self._changed.set()
 
     def _feed(self, pcm: bytes) -> None:
-        samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+        samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / INT16_FULL_SCALE
         for utterance in self.stream.feed(samples):
             self._scheduler.submit_final(self, utterance)
         if self.stream.wants_partial():

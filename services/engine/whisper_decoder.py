@@ -56,6 +56,26 @@ class Decoded:
     repetitive: bool = False  # looped even after the fallback: not to be trusted
 
 
+def without_loop(tokens: Sequence[int], min_repeat: int = 4) -> list[int]:
+    """`tokens` with a loop at their end cut to one copy ("A B C B C B C" → "A B C").
+
+    On a window trimmed to the audio, Whisper does not see where the speech ends and may say
+    the utterance again and again (a tail repeating with period p for at least `min_repeat`
+    and p tokens). Shorter repeats ("very very", "thank you thank you") are left alone.
+    """
+    n = len(tokens)
+    best = n
+    for period in range(1, n // 2 + 1):
+        repeated = 0  # tokens at the end equal to the token `period` before them
+        while (
+            repeated < n - period and tokens[n - 1 - repeated] == tokens[n - 1 - repeated - period]
+        ):
+            repeated += 1
+        if repeated >= max(period, min_repeat):
+            best = min(best, n - repeated)
+    return list(tokens[:best])
+
+
 def compression_ratio(text: str) -> float:
     data = text.encode()
     return len(data) / len(zlib.compress(data)) if data else 0.0
@@ -87,7 +107,7 @@ class WhisperDecoder:
             device="cpu",
             compute_type=compute_type,
             cpu_threads=threads,
-            num_workers=parallel,
+            num_workers=2 * parallel,  # the scheduler's slots: finals', then partials'
         )
         self.language = language
         self.beam_size = beam_size
@@ -104,20 +124,22 @@ class WhisperDecoder:
             return mel[:, :frames]
         return np.pad(mel, ((0, 0), (0, frames - mel.shape[1])))
 
-    def decode(self, batch: Sequence[np.ndarray], fallback: bool = False) -> list[Decoded]:
+    def decode(self, batch: Sequence[np.ndarray], final: bool = False) -> list[Decoded]:
         """Decode float32 16 kHz utterances (each ≤ 30 s) in one batch.
 
-        With `fallback`, an utterance whose decode loops is decoded again on Whisper's full
-        30 s window (slower, but it rarely loops there); else it comes back `repetitive`.
+        Finals use the configured beam, and an utterance whose decode still loops is decoded
+        again on Whisper's full 30 s window (slower, but it rarely loops there). Partials are
+        greedy, and a looping one comes back `repetitive`.
         """
-        decoded = self._decode(batch, self.margin)
-        if fallback:
+        beam = self.beam_size if final else 1
+        decoded = self._decode(batch, self.margin, beam)
+        if final:
             for index, result in enumerate(decoded):
                 if result.repetitive and self.margin < MAX_WINDOW_SECONDS:
-                    decoded[index] = self._decode([batch[index]], MAX_WINDOW_SECONDS)[0]
+                    decoded[index] = self._decode([batch[index]], MAX_WINDOW_SECONDS, beam)[0]
         return decoded
 
-    def _decode(self, batch: Sequence[np.ndarray], margin: float) -> list[Decoded]:
+    def _decode(self, batch: Sequence[np.ndarray], margin: float, beam: int) -> list[Decoded]:
         import ctranslate2
 
         if not batch:
@@ -132,7 +154,7 @@ class WhisperDecoder:
         results = self.model.model.generate(
             encoded,
             [self._prompt] * len(batch),
-            beam_size=self.beam_size,
+            beam_size=beam,
             max_length=min(len(self._prompt) + budget, self.model.max_length),
             return_no_speech_prob=True,
             suppress_blank=True,
@@ -140,12 +162,14 @@ class WhisperDecoder:
             repetition_penalty=1.0,
             no_repeat_ngram_size=0,
         )
-        tokens = [[t for t in r.sequences_ids[0] if t < self.tokenizer.eot] for r in results]
+        tokens = [
+            without_loop([t for t in r.sequences_ids[0] if t < self.tokenizer.eot]) for r in results
+        ]
         decoded = []
         rows = zip(batch, tokens, results, strict=True)
         for index, (audio, text_tokens, result) in enumerate(rows):
             text = self.tokenizer.decode(text_tokens)
-            if compression_ratio(text) > MAX_COMPRESSION_RATIO or len(text_tokens) >= budget:
+            if compression_ratio(text) > MAX_COMPRESSION_RATIO:
                 decoded.append(Decoded((), float(result.no_speech_prob), repetitive=True))
                 continue
             words = self._align(encoded, index, text_tokens, len(audio), frames)

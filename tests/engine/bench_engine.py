@@ -1,9 +1,11 @@
-"""Measure the pocketsphinx engine: load time, memory, real-time factor, concurrent sessions.
+"""Measure an engine: load time, memory, real-time factor, concurrent sessions.
 
 Not a test (pytest does not collect it; it takes minutes). Run from the repository root:
 
-    .venv/bin/python -m tests.engine.bench_engine            # everything, 1..8 sessions
+    .venv/bin/python -m tests.engine.bench_engine            # pocketsphinx, 1..8 sessions
     .venv/bin/python -m tests.engine.bench_engine --max 4    # fewer concurrency steps
+    .venv/bin/python -m tests.engine.bench_engine --recognizer whisper --language ja \
+        --env ENGINE_MAX_BATCH=1                              # Whisper, with a setting
 
 Each step starts a fresh engine (ENGINE_CAPACITY = sessions, ENGINE_WORKERS = cores),
 streams N sessions of flite speech at real time (100 ms frames, sent on the clock without
@@ -38,6 +40,8 @@ SENTENCES = [
     ("rms", "we need to buy milk bread and eggs before the store closes"),
 ]
 FRAME = 3200  # 100 ms
+JA_FIXTURE = Path(__file__).parents[1] / "fixtures" / "ja-chotto-osoi-chushoku.raw"
+ENGINE_ENV: dict[str, str] = {}  # set from the command line
 
 
 @dataclass
@@ -45,6 +49,9 @@ class Run:
     final_latency: float
     max_lag: float  # how late the last reply to a frame came, after that frame's real time
     audio: float
+    # Per determined segment: its last word's end (in real time) → the segment received.
+    segment_latencies: list[float]
+    first_partial: float | None  # session start → first non-empty partial
 
 
 def memory(service: Service) -> dict[str, float]:
@@ -58,7 +65,9 @@ def memory(service: Service) -> dict[str, float]:
         "rss_mib": round(sum(i.rss for i in info) / mib, 1),
         "pss_mib": round(sum(i.pss for i in info) / mib, 1),
         "main_pss_mib": round(info[0].pss / mib, 1),
-        "worker_pss_mib": round(statistics.mean(i.pss for i in info[1:]) / mib, 1),
+        "worker_pss_mib": round(statistics.mean(i.pss for i in info[1:]) / mib, 1)
+        if info[1:]
+        else None,
     }
 
 
@@ -93,14 +102,25 @@ async def session(url: str, pcm: bytes, delay: float) -> Run:
             await ws.send(EOF_TEXT)
             return sent
 
+        segments: list[float] = []
+        first_partial: float | None = None
+
+        def heard(reply: dict[str, object]) -> None:
+            nonlocal first_partial
+            words = reply.get("result")
+            if isinstance(words, list) and words:
+                segments.append(loop.time() - (start + float(words[-1]["end"])))
+            if reply.get("partial") and first_partial is None:
+                first_partial = loop.time() - start
+
         sender = asyncio.create_task(send())
         for i in range(len(chunks)):
-            await ws.recv()
+            heard(json.loads(await ws.recv()))
             lags.append(loop.time() - due[i])
-        await ws.recv()
+        heard(json.loads(await ws.recv()))
         final_at = loop.time()
         eof_at = await sender
-    return Run(final_at - eof_at, max(lags), len(pcm) / 2 / RATE)
+    return Run(final_at - eof_at, max(lags), len(pcm) / 2 / RATE, segments, first_partial)
 
 
 async def load(url: str, pcm: bytes, sessions: int) -> list[Run | BaseException]:
@@ -113,6 +133,7 @@ async def load(url: str, pcm: bytes, sessions: int) -> list[Run | BaseException]
 def start_engine(capacity: int) -> tuple[Service, float]:
     port = free_port()
     env = {"ENGINE_PORT": str(port), "ENGINE_CAPACITY": str(capacity), "ENGINE_LOG_FORMAT": "json"}
+    env |= ENGINE_ENV
     began = time.monotonic()
     service = start_service("engine-bench", "services.engine", env, wait_port=port, timeout=120)
     service.ports["ws"] = port
@@ -165,15 +186,28 @@ def single(pcm: bytes) -> None:
         service.stop()
 
 
+def _quantile(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--min", type=int, default=1, help="fewest concurrent sessions to try")
     parser.add_argument("--max", type=int, default=8, help="most concurrent sessions to try")
     parser.add_argument("--skip-single", action="store_true", help="skip the unpaced run")
+    parser.add_argument("--recognizer", choices=("pocketsphinx", "whisper"), default="pocketsphinx")
+    parser.add_argument("--language", choices=("en", "ja"), default="en")
+    parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the engine")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        silence = bytes(2 * RATE // 2)
-        pcm = b"".join(silence + speak(t, v, Path(tmp)) for v, t in SENTENCES) + silence
+    ENGINE_ENV.update({"ENGINE_RECOGNIZER": args.recognizer, "ENGINE_LANGUAGE": args.language})
+    ENGINE_ENV.update(dict(item.split("=", 1) for item in args.env))
+    silence = bytes(2 * RATE // 2)
+    if args.language == "ja":  # the fixture, four times, a second of silence between
+        pcm = (JA_FIXTURE.read_bytes() + silence + silence) * 4
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            pcm = b"".join(silence + speak(t, v, Path(tmp)) for v, t in SENTENCES) + silence
+    print(json.dumps({"engine": ENGINE_ENV}))
     print(f"cores: {os.cpu_count()}, audio per session: {len(pcm) / 2 / RATE:.1f} s")
 
     if not args.skip_single:
@@ -191,6 +225,8 @@ def main() -> None:
         runs = [r for r in results if isinstance(r, Run)]
         failed = [repr(r) for r in results if not isinstance(r, Run)]
         latencies = sorted(r.final_latency for r in runs) or [-0.001]  # -1: none finished
+        segment_latencies = sorted(x for r in runs for x in r.segment_latencies) or [-0.001]
+        first_partials = [r.first_partial for r in runs if r.first_partial is not None]
         print(
             json.dumps(
                 {
@@ -198,6 +234,12 @@ def main() -> None:
                     "failed": failed,
                     "final_latency_ms_median": round(statistics.median(latencies) * 1000),
                     "final_latency_ms_max": round(latencies[-1] * 1000),
+                    "segments": len(segment_latencies),
+                    "segment_latency_ms_p50": round(_quantile(segment_latencies, 0.5) * 1000),
+                    "segment_latency_ms_p95": round(_quantile(segment_latencies, 0.95) * 1000),
+                    "first_partial_ms_median": round(statistics.median(first_partials) * 1000)
+                    if first_partials
+                    else None,
                     "reply_lag_ms_max": round(max([r.max_lag for r in runs] or [0]) * 1000),
                     "engine_rtf_per_session": [s["real_time_factor"] for s in summaries(service)],
                     "cpu_rtf": round(cpu / (sessions * len(pcm) / 2 / RATE), 3),

@@ -14,6 +14,8 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from services.common.audio import PcmResampler
+
 EOF_TEXT = '{"eof" : 1}'
 TIMEOUT = 10.0
 RATE = 16000
@@ -31,7 +33,7 @@ def flite_path() -> str:
 
 
 def speak(text: str, voice: str, directory: Path) -> bytes:
-    """16 kHz mono s16le speech of `text` in flite's `voice`."""
+    """16 kHz mono s16le speech of `text` in flite's `voice` (kal speaks at 8 kHz: resampled)."""
     out = directory / f"{voice}-{abs(hash(text))}.wav"
     subprocess.run(
         [flite_path(), "-voice", voice, "-t", text, "-o", str(out)],
@@ -40,8 +42,12 @@ def speak(text: str, voice: str, directory: Path) -> bytes:
         timeout=30,
     )
     with wave.open(str(out), "rb") as wav:
-        assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (RATE, 1, 2)
-        return wav.readframes(wav.getnframes())
+        assert (wav.getnchannels(), wav.getsampwidth()) == (1, 2)
+        rate, pcm = wav.getframerate(), wav.readframes(wav.getnframes())
+    if rate == RATE:
+        return pcm
+    resampler = PcmResampler(rate, RATE)
+    return resampler.feed(pcm) + resampler.flush()
 
 
 @dataclass
