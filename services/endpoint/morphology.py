@@ -116,7 +116,9 @@ def words_of(text: str) -> list[Morpheme]:
     return [m for m in analyse(text) if not m.is_symbol]
 
 
-def timed_words(text: str, words: list[pb.Word], start_ms: int, end_ms: int) -> list[Any]:
+def timed_words(
+    text: str, words: list[pb.Word], start_ms: int, end_ms: int
+) -> list[dict[str, Any]]:
     """`text`'s morphemes as `asr` words, timed from the engine's words they overlap.
 
     The engine's words (Whisper's are sub-word tokens) are located in `text` in order;
