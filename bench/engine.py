@@ -46,6 +46,7 @@ from typing import Any
 import psutil
 from websockets.asyncio.client import connect
 
+from bench.profile import PY_SPY, top_functions
 from bench.stack import ROOT, Service, free_port
 from services.engine.models import (
     MODEL_FILES,
@@ -385,7 +386,17 @@ def playlist(clips: list[Clip], index: int) -> tuple[bytes, str]:
     return pcm, separator.join(c.reference for c in chosen)
 
 
-def capacity_step(url: str, service: Service, clips: list[Clip], sessions: int) -> dict[str, Any]:
+def spy(service: Service, out: Path, seconds: int = 15) -> subprocess.Popen[bytes]:
+    """py-spy samples the engine (all threads, idle ones too: where decodes wait shows)."""
+    argv = [str(PY_SPY), "record", "--nonblocking", "--idle", "--threads", "--pid"]
+    argv += [str(service.pid), "--duration", str(seconds), "--rate", "50"]
+    argv += ["--format", "raw", "-o", str(out)]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def capacity_step(
+    url: str, service: Service, clips: list[Clip], sessions: int, profile: Path | None = None
+) -> dict[str, Any]:
     rng = random.Random(sessions)
     lists = [playlist(clips, i) for i in range(sessions)]
     language = clips[0].language
@@ -398,7 +409,10 @@ def capacity_step(url: str, service: Service, clips: list[Clip], sessions: int) 
     idle = memory_mib(service)
     cpu = cpu_seconds(service)
     with PeakMemory(service) as peak:
+        spying = spy(service, profile) if profile else None
         outcomes = asyncio.run(all_sessions())
+        if spying:
+            spying.wait(60)
     audio = sum(len(pcm) for pcm, _ in lists) / BYTES_PER_SECOND
     latencies = [x for o in outcomes for x in o.final_latencies]
     firsts = [o.first_partial for o in outcomes if o.first_partial is not None]
@@ -418,8 +432,27 @@ def capacity_step(url: str, service: Service, clips: list[Clip], sessions: int) 
     }
 
 
+def _held(step: dict[str, Any]) -> bool:
+    return not step["errors"] and step["final_p95_s"] <= BOUND
+
+
+def held_sessions(ramp: list[dict[str, Any]]) -> int:
+    """The most sessions such that every step up to it held: a later step that passes in a
+    lull of the machine after a failed one does not count (`held_steps` lists those)."""
+    most = 0
+    for step in ramp:
+        if not _held(step):
+            break
+        most = step["sessions"]
+    return most
+
+
 def bench_engine(
-    engine: Engine, sets: dict[str, list[Clip]], steps: list[int], logs: Path
+    engine: Engine,
+    sets: dict[str, list[Clip]],
+    steps: list[int],
+    logs: Path,
+    profile: tuple[int, Path] | None = None,
 ) -> dict[str, Any]:
     result: dict[str, Any] = {"engine": engine.name}
     for language in engine.languages:
@@ -437,16 +470,21 @@ def bench_engine(
             if language == engine.languages[0]:  # the ramp in the engine's first language
                 ramp = []
                 for sessions in steps:
-                    step = capacity_step(url, service, sets[language], sessions)
+                    spied = None
+                    if profile and profile[0] == sessions:
+                        spied = profile[1] / f"engine-{engine.name}-{sessions}.txt"
+                    step = capacity_step(url, service, sets[language], sessions, spied)
                     print(json.dumps({engine.name: step}), flush=True)
+                    if spied and spied.is_file():
+                        own, inclusive = top_functions(spied)
+                        step["profile"] = {"file": str(spied.relative_to(ROOT)), "self": own}
+                        print("\n".join(["self time:", *own, "inclusive:", *inclusive]))
                     ramp.append(step)
                     if step["errors"] or not step["final_p95_s"] <= 2 * BOUND:
                         break
                 part["ramp"] = ramp
-                held = [
-                    s["sessions"] for s in ramp if not s["errors"] and s["final_p95_s"] <= BOUND
-                ]
-                part["capacity"] = max(held, default=0)
+                part["capacity"] = held_sessions(ramp)
+                part["held_steps"] = [s["sessions"] for s in ramp if _held(s)]
         finally:
             service.stop()
         result[language] = part
@@ -485,6 +523,9 @@ def main() -> None:
     parser.add_argument("--engines", default=",".join(ENGINES), help=f"of {', '.join(ENGINES)}")
     parser.add_argument("--steps", default="1,2,3,4,6,8", help="concurrent sessions to try")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--profile", type=int, metavar="N", help="py-spy each engine at the step of N sessions"
+    )
     args = parser.parse_args()
     engines = [ENGINES[name] for name in args.engines.split(",")]
     steps = [int(x) for x in args.steps.split(",")]
@@ -497,7 +538,11 @@ def main() -> None:
         f"ja clips {len(sets['ja'])}, en clips {len(sets['en'])}",
         flush=True,
     )
-    results = [bench_engine(engine, sets, steps, logs) for engine in engines]
+    profile = None
+    if args.profile:
+        (args.out / "profiles").mkdir(exist_ok=True)
+        profile = (args.profile, args.out / "profiles")
+    results = [bench_engine(engine, sets, steps, logs, profile) for engine in engines]
     record = {
         "command": " ".join(["python -m bench.engine", *sys.argv[1:]]),
         "time": stamp,
