@@ -43,10 +43,22 @@ def _common_prefix(a: Sequence[str], b: Sequence[str]) -> int:
 
 
 def _after(words: Sequence[str], committed: Sequence[str], separator: str) -> int:
-    """Index of the first of `words` past the committed ones. Where words are written without
-    spaces, decodes cut the same text into other pieces (中職 or 中 + 職), so there the
-    committed characters are counted instead of the words."""
-    if separator or list(words[: len(committed)]) == list(committed):
+    """Index of the first of `words` past the committed ones.
+
+    A new decode may disagree with committed words ("a meeting has" after "the meeting
+    has"), or, where words are written without spaces, cut the same text into other pieces
+    (中職 or 中 + 職). So the committed words' last few are looked for in the new words (the
+    match nearest the committed length wins); failing that, the committed characters are
+    counted (unspaced languages) or the committed words (others).
+    """
+    if list(words[: len(committed)]) == list(committed):
+        return len(committed)
+    for size in range(min(3, len(committed)), 0, -1):
+        last = list(committed[-size:])
+        ends = [i + size for i in range(len(words) - size + 1) if list(words[i : i + size]) == last]
+        if ends:
+            return min(ends, key=lambda end: abs(end - len(committed)))
+    if separator:
         return min(len(committed), len(words))
     length = sum(len(word) for word in committed)
     covered = 0

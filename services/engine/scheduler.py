@@ -27,7 +27,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -53,6 +53,7 @@ class Job:
     utterance: Utterance
     audio: np.ndarray
     final: bool
+    queued: float = field(default_factory=time.monotonic)
 
 
 # (audio batch, final) → results: finals are decoded with more care (docs/engines.md).
@@ -169,6 +170,7 @@ class DecodeScheduler:
                     "kind": "final" if final else "partial",
                     "batch": len(batch),
                     "seconds": round(seconds, 3),
+                    "queued_seconds": round(began - min(job.queued for job in batch), 3),
                     "audio_seconds": [round(len(job.audio) / SAMPLE_RATE, 2) for job in batch],
                     "repetitive": [r.repetitive for r in results],
                     "waiting_finals": len(self._finals),

@@ -33,7 +33,7 @@ class StreamSettings:
     vad: VadSettings = field(default_factory=VadSettings)
     # Seconds of new audio between two partial decodes of the open utterance.
     partial_interval: float = 1.0
-    # An open utterance shorter than this gets no partial decode.
+    # An open utterance gets its first partial decode at this length, none before.
     min_partial_audio: float = 0.5
     # "" joins words without spaces (ja); " " otherwise.
     separator: str = " "
@@ -149,7 +149,11 @@ class UtteranceStream:
             return False
         s = self.settings
         long_enough = self.received - utterance.start >= s.min_partial_audio * SAMPLE_RATE
-        due = self.received - utterance.partial_at >= s.partial_interval * SAMPLE_RATE
+        first = utterance.partial_at == utterance.start  # as soon as long enough
+        # Each partial re-decodes the whole utterance, so a long one is re-decoded less often
+        # (every quarter of its length): its partials cost linearly, not quadratically.
+        interval = max(s.partial_interval * SAMPLE_RATE, (self.received - utterance.start) / 4)
+        due = first or self.received - utterance.partial_at >= interval
         return long_enough and due
 
     def partial_audio(self) -> tuple[Utterance, np.ndarray] | None:

@@ -11,6 +11,7 @@ answering the next frame, so no session's backlog grows without bound.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -79,12 +80,7 @@ class WhisperRecognition:
         self.vad = SileroVad()
         self.load_seconds = time.monotonic() - began
         separator = "" if spec.language in UNSPACED_LANGUAGES else " "
-        self.stream_settings = StreamSettings(
-            vad=spec.stream.vad,
-            partial_interval=spec.stream.partial_interval,
-            min_partial_audio=spec.stream.min_partial_audio,
-            separator=separator,
-        )
+        self.stream_settings = dataclasses.replace(spec.stream, separator=separator)
         self.scheduler = DecodeScheduler(
             self.decoder.decode, spec.parallel, spec.max_batch, _Stats(metrics)
         )

@@ -12,17 +12,20 @@ import hashlib
 import itertools
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from services.common.audio import SAMPLE_RATE
 from services.engine.agreement import LocalAgreement
+from services.engine.errors import DecodeError
 from services.engine.models import DIGEST_FILE, ModelError, check_model_dir
 from services.engine.recognizer import Partial, Segment
 from services.engine.scheduler import DecodeScheduler
 from services.engine.utterances import StreamSettings, UtteranceStream, clean_word
 from services.engine.vad import WINDOW, SileroVad, UtteranceCutter, VadSettings
+from services.engine.whisper import MAX_UNDECODED, WhisperSession
 from services.engine.whisper_decoder import (
     Decoded,
     DecodedWord,
@@ -63,6 +66,20 @@ def test_agreement_measures_committed_text_when_words_are_cut_differently() -> N
     assert agreement.committed == ["ちょっと", "遅い", "中職"]
     shown = agreement.update(["ちょっと", "遅", "い", "中", "職", "を", "取る"], separator="")
     assert "".join(shown) == "ちょっと遅い中職を取る"
+
+
+def test_agreement_finds_where_a_disagreeing_decode_goes_on() -> None:
+    """Seen on the fixture: a decode that heard そういちう食 for 遅い中職 (two characters more)
+    must not repeat the committed を取るため."""
+    agreement = LocalAgreement()
+    first = ["ちょっと", "遅", "い", "中", "職", "を", "取", "る", "ため"]
+    agreement.update(first, separator="")
+    agreement.update([*first, "フ", "ァ"], separator="")
+    shown = agreement.update(
+        ["ちょっと", "そう", "い", "ち", "う", "食", "を", "取", "る", "ため", "フ", "ァ", "ミ"],
+        separator="",
+    )
+    assert "".join(shown) == "ちょっと遅い中職を取るためファミ"
 
 
 # -- utterance cutting --------------------------------------------------------------------
@@ -188,7 +205,11 @@ def test_finals_go_out_in_utterance_order() -> None:
 
 def test_partials_show_the_open_utterance_and_pending_ones() -> None:
     stream = _stream(partial_interval=0.5)
-    stream.feed(_tone(1.0))
+    stream.feed(_tone(0.3))
+    assert not stream.wants_partial()  # too short yet (with its 0.1 s of padding)
+    stream.feed(_tone(0.3))
+    assert stream.wants_partial()  # the first as soon as it is long enough
+    stream.feed(_tone(0.4))
     taken = stream.partial_audio()
     assert taken is not None
     utterance, _audio = taken
@@ -197,6 +218,17 @@ def test_partials_show_the_open_utterance_and_pending_ones() -> None:
     assert stream.take_reply() == Partial("hel")
     stream.feed(_tone(0.6))
     assert stream.wants_partial()
+
+
+def test_long_utterances_are_re_decoded_less_often() -> None:
+    """Partials of a long utterance come every quarter of its length, not every second."""
+    stream = _stream(partial_interval=1.0)
+    stream.feed(_tone(12.0))
+    stream.partial_audio()  # a partial of 12 s of audio taken now
+    stream.feed(_tone(2.0))
+    assert not stream.wants_partial()  # 2 s later, 14 s long: due every 14 / 4 = 3.5 s
+    stream.feed(_tone(2.4))
+    assert stream.wants_partial()  # 4.4 s later, 16.4 s long: every 4.1 s
 
 
 def test_finish_closes_the_open_utterance_at_the_last_sample() -> None:
@@ -373,3 +405,64 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
         check_model_dir(directory)
     with pytest.raises(ModelError, match="not a directory"):
         check_model_dir(tmp_path / "nowhere")
+
+
+# -- one session over the scheduler: backpressure and timeouts ------------------------------
+
+
+class FakeVadSource:
+    def stream(self) -> LoudnessVad:
+        return LoudnessVad()
+
+
+class FakeRecognition:
+    """What a `WhisperSession` needs of `WhisperRecognition`, without the model."""
+
+    def __init__(self, scheduler: DecodeScheduler, decode_timeout: float) -> None:
+        self.scheduler = scheduler
+        self.spec = SimpleNamespace(decode_timeout=decode_timeout)
+        self.vad = FakeVadSource()
+        self.stream_settings = StreamSettings(vad=VadSettings(min_silence=0.5, pad=0.1))
+
+
+def _pcm(samples: np.ndarray) -> bytes:
+    return (samples * 32767).astype("<i2").tobytes()
+
+
+async def test_a_session_far_ahead_of_its_decodes_waits_for_them() -> None:
+    """Past MAX_UNDECODED closed utterances, a frame's reply waits for the oldest final."""
+    decode = GatedDecode()
+    stats = Stats()
+    scheduler = DecodeScheduler(decode, parallel=1, max_batch=1, stats=stats)
+    session = WhisperSession(FakeRecognition(scheduler, decode_timeout=10), "s")  # type: ignore[arg-type]
+    utterance = _pcm(np.concatenate([_tone(0.6), _silence(0.8)]))
+    try:
+        for _ in range(MAX_UNDECODED):
+            assert await session.accept(utterance) == Partial("")  # answered at once
+        blocked = asyncio.ensure_future(session.accept(utterance))
+        await asyncio.sleep(0)  # let it run up to its wait
+        assert not blocked.done()
+        decode.gate.set()
+        async with asyncio.timeout(10):
+            reply = await blocked
+        assert isinstance(reply, Segment)
+        final = await session.finish(b"")
+        assert isinstance(final, Segment)
+    finally:
+        await session.aclose()
+        await scheduler.aclose()
+
+
+async def test_eof_gives_up_when_no_final_comes() -> None:
+    """A decode that never returns ends the session with a DecodeError (close 1011)."""
+    decode = GatedDecode()  # never opened
+    scheduler = DecodeScheduler(decode, parallel=1, max_batch=1, stats=Stats())
+    session = WhisperSession(FakeRecognition(scheduler, decode_timeout=0.2), "s")  # type: ignore[arg-type]
+    try:
+        await session.accept(_pcm(_tone(1.0)))
+        with pytest.raises(DecodeError, match="no final decode"):
+            await session.finish(b"")
+    finally:
+        decode.gate.set()
+        await session.aclose()
+        await scheduler.aclose()
