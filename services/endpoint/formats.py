@@ -68,6 +68,10 @@ class ResultFormatter:
             self.type = "asr#mimilvcsr"
         self._last_segment: pb.Segment | None = None
         self._last_temporary_ms: float | None = None
+        # asr: the engine words of the segments so far and the words sent for them, so that
+        # recog-finished repeats exactly what was sent when it covers the same words.
+        self._segment_words: list[pb.Word] = []
+        self._asr_sent: list[dict[str, Any]] = []
 
     def message(self, status: str, response: list[Any]) -> Message:
         return {
@@ -104,6 +108,8 @@ class ResultFormatter:
         self._last_segment = segment
         if self.type == "asr#mimilvcsr":
             words = self._asr_words(segment.text, segment.words, segment.start_ms, segment.end_ms)
+            self._segment_words.extend(segment.words)
+            self._asr_sent.extend(words)
             return [self.message(IN_PROGRESS, words)]
         if self.type == "asr#nictlvcsr2" and self.options.progressive:
             return [self.message(IN_PROGRESS, [self._v2_segment(segment)])]
@@ -113,6 +119,8 @@ class ResultFormatter:
         text = finished.text or join_words(self.language, [w.text for w in finished.words])
         if self.type == "asr#mimilvcsr":
             end_ms = finished.words[-1].end_ms if finished.words else 0
+            if self._segment_words and list(finished.words) == self._segment_words:
+                return self.message(FINISHED, list(self._asr_sent))
             return self.message(FINISHED, self._asr_words(text, finished.words, 0, end_ms))
         if self.type == "asr#nictlvcsr":
             return self.message(FINISHED, [*self._nict_lines(text, finished.words), *END_LINES])

@@ -132,3 +132,22 @@ def test_analysis_of_a_segment_takes_well_under_a_millisecond() -> None:
         morphology.words_of(WHISPER_TEXT)
     per_segment = (time.perf_counter() - started) / runs
     assert per_segment < 0.001, f"{per_segment * 1e6:.0f} µs per segment"
+
+
+def test_asr_final_repeats_the_words_sent_for_each_segment() -> None:
+    """asr: recog-finished lists exactly the words sent in progress, though the whole text
+    analysed at once would cut differently (ファミリー|レストラン across two segments)."""
+    formatter = ResultFormatter("asr", "ja", Options(), "s")
+    first = pb.Segment(text="ファミリー", words=[pb.Word(text="ファミリー", end_ms=500)])
+    second = pb.Segment(
+        text="レストランに入った",
+        words=[pb.Word(text="レストラン", start_ms=500, end_ms=900), pb.Word(text="に入った")],
+    )
+    sent = []
+    for segment in (first, second):
+        [message] = formatter.feed(pb.RecognizeResponse(segment=segment), 0.0)
+        sent.extend(message["response"])
+    words = [*first.words, *second.words]
+    [final] = formatter.feed(finished("ja", "ファミリーレストランに入った", words), 0.0)
+    assert final["response"] == sent
+    assert [w["result"] for w in sent] == ["ファミリー", "レストラン", "に", "入っ", "た"]
