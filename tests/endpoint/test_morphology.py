@@ -151,3 +151,17 @@ def test_asr_final_repeats_the_words_sent_for_each_segment() -> None:
     [final] = formatter.feed(finished("ja", "ファミリーレストランに入った", words), 0.0)
     assert final["response"] == sent
     assert [w["result"] for w in sent] == ["ファミリー", "レストラン", "に", "入っ", "た"]
+
+
+def test_v1_lines_are_the_segments_morphemes() -> None:
+    """v1: the lines are each determined segment's morphemes, in order (the segment is the
+    unit of analysis in every format), when recog-finished covers those segments."""
+    formatter = ResultFormatter("nict-asr", "ja", Options(), "s")
+    first = pb.Segment(text="ファミリー", words=[pb.Word(text="ファミリー")])
+    second = pb.Segment(text="レストランに入った", words=[pb.Word(text="レストランに入った")])
+    for segment in (first, second):
+        assert formatter.feed(pb.RecognizeResponse(segment=segment), 0.0) == []
+    words = [*first.words, *second.words]
+    [final] = formatter.feed(finished("ja", "ファミリーレストランに入った", words), 0.0)
+    surfaces = [e["result"].split("|")[0] for e in final["response"][:-2]]
+    assert surfaces == ["ファミリー", "レストラン", "に", "入っ", "た"]
