@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test tools lint typecheck proto bench bench-quick soak test-containers clean
+.PHONY: run test tools lint typecheck proto bench bench-quick bench-engine soak test-containers clean
 .PHONY: diff deploy undeploy
 
 $(STAMP): pyproject.toml requirements.lock
@@ -49,6 +49,11 @@ bench-quick: $(STAMP)
 ## soak: the stack under load while faults are injected (not part of test; DURATION=300)
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak --duration $(or $(DURATION),180)
+
+## bench-engine: the engines side by side (pocketsphinx, Whisper base/small, a naive baseline)
+bench-engine: $(STAMP)
+	bash .ci/install-japanese-tts.sh
+	$(BIN)/python -m bench.engine
 
 test-containers: $(STAMP)
 	bash .ci/containers.sh

@@ -3,7 +3,7 @@
 # as root; otherwise says what to install. No-op when present.
 set -euo pipefail
 
-# flite speaks the English test sentences that the real engine's tests recognise.
+# flite speaks the English test sentences that the real engines' tests recognise.
 if ! command -v flite >/dev/null; then
     if [[ "$(id -u)" != 0 ]]; then
         echo "make test needs flite (English test speech): sudo apt-get install flite" >&2
@@ -28,3 +28,6 @@ if ! command -v chromium >/dev/null || ! fc-list :lang=ja 2>/dev/null | grep -q 
     apt-get update -qq >/dev/null
     apt-get install -y -qq --no-install-recommends chromium fonts-ipafont-gothic >/dev/null
 fi
+
+# Japanese test speech: Open JTalk and the Mei voice (its own script, cached in .cache/tts).
+bash "$(dirname "$0")/install-japanese-tts.sh"

@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from services.common.audio import PCM_BYTES_PER_SECOND
+
 RESULTS = Path(__file__).resolve().parent / "results"
 RELAY_TIERS = ("endpoint", "router", "intermediate")
 # The benchmark's audio: 16 kHz, 16-bit mono (what the router buffers per second).
-AUDIO_BYTES_PER_SECOND = 16000 * 2
 # A step counts only when the machine was otherwise idle (other processes' CPU, cores).
 MAX_OTHER_LOAD_CORES = 0.1
 
@@ -175,7 +176,7 @@ def sizing(
         per_session = figures.rss_per_session_kib
         if tier == "router":
             unbuffered = router_without_buffer(results)
-            buffer_kib = failover_buffer_s * AUDIO_BYTES_PER_SECOND / 1024
+            buffer_kib = failover_buffer_s * PCM_BYTES_PER_SECOND / 1024
             if unbuffered is not None:
                 per_session = max(per_session, unbuffered + buffer_kib)
             else:

@@ -42,9 +42,9 @@ import psutil
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from services.common.audio import PCM_BYTES_PER_SECOND
 from tests.support.processes import HOST, ROOT, free_port
 
-PCM_BYTES_PER_SECOND = 32000
 FRAME_CHOICES = (1600, 3200, 6400)  # 50, 100, 200 ms
 # What a session may end with besides `ok`, as docs/protocol.md promises.
 DOCUMENTED_ERRORS = {

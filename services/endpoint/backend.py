@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from services.common import grpc_util
+from services.common.audio import SAMPLE_RATE
 from services.common.pb import recognizer_pb2 as pb
 from services.common.pb import recognizer_pb2_grpc as pb_grpc
 from services.common.tracing import SessionSpan
@@ -118,7 +119,7 @@ class RouterClient:
             process=params.process,
             language=params.language,
             audio=pb.AudioFormat(
-                encoding=pb.AudioFormat.LINEAR16, sample_rate_hz=16000, channels=1
+                encoding=pb.AudioFormat.LINEAR16, sample_rate_hz=SAMPLE_RATE, channels=1
             ),
             options=params.options.as_map(),
         )

@@ -92,6 +92,16 @@ class Stack(ServiceGroup):
         env |= {"ENGINE_PORT": str(port), "ENGINE_LOG_FORMAT": "json"}
         return self._start(name, "services.engine", env, port, {"ws": port}, timeout=90)
 
+    def whisper(self, language: str, name: str = "", **settings: Any) -> Service:
+        """The Whisper engine of the project (the model `make` installs) for `language`."""
+        port = free_port()
+        env = {"ENGINE_RECOGNIZER": "whisper", "ENGINE_LANGUAGE": language}
+        env |= {f"ENGINE_{k.upper()}": str(v) for k, v in settings.items()}
+        env |= {"ENGINE_PORT": str(port), "ENGINE_LOG_FORMAT": "json"}
+        return self._start(
+            name or f"engine-{language}", "services.engine", env, port, {"ws": port}, timeout=90
+        )
+
     def intermediate(
         self, name: str, engines: list[Service | int], wait: bool = True, **settings: Any
     ) -> Service:

@@ -66,15 +66,27 @@ def test_asr_final_is_the_fixtures_words() -> None:
     assert all(m["status"] == IN_PROGRESS for m in messages[:-1])
 
 
-def test_v1_final_is_morpheme_lines_then_end_markers() -> None:
-    """nict-asr v1: one recog-finished, a morpheme line per word, then the two end markers."""
+def test_v1_final_is_productions_morpheme_lines() -> None:
+    """nict-asr v1, Japanese: one recog-finished whose lines are production's, field for field."""
     messages = run("nict-asr", Options(), fixture_replies())
     assert [m["status"] for m in messages] == [FINISHED]
     lines = [entry["result"] for entry in messages[0]["response"]]
     assert messages[0]["type"] == "asr#nictlvcsr"
-    assert lines[-2:] == EXPECTED["nict_v1_results"][-2:]
-    assert all(line.count("|") == 7 for line in lines)
-    assert lines[0].startswith("ちょっと|チョット|ちょっと|")
+    assert lines == EXPECTED["nict_v1_results"]
+
+
+def test_v1_english_repeats_the_surface_as_base_form() -> None:
+    """nict-asr v1, English: the engine's words, surface as base form, POS fields empty."""
+    formatter = ResultFormatter("nict-asr", "en", Options(), "s1")
+    words = [pb.Word(text="open", start_ms=0, end_ms=300), pb.Word(text="the", end_ms=400)]
+    finished = pb.RecognizeResponse(finished=pb.Finished(text="open the", words=words))
+    [message] = formatter.feed(finished, 0.0)
+    assert [e["result"] for e in message["response"]] == [
+        "open||open|||||",
+        "the||the|||||",
+        "|||SENT-START-END||||",
+        "|||UTT-END||||",
+    ]
 
 
 def test_v2_progressive_gives_segments_and_repeats_the_last() -> None:
