@@ -91,11 +91,12 @@ def _other_load(step: dict[str, Any]) -> float:
 
 
 def usable_steps(results: dict[Path, dict[str, Any]]) -> list[tuple[Path, dict[str, Any]]]:
-    """Held steps of runs with the default settings on a quiet machine."""
+    """Held steps of pipeline runs (`make bench`; the engine bench and the soak write their
+    own kinds of result beside them) with the default settings on a quiet machine."""
     return [
         (path, step)
         for path, result in sorted(results.items())
-        if not result.get("service_env")
+        if "steps" in result and not result.get("service_env")
         for step in result["steps"]
         if step["held"] and _other_load(step) <= MAX_OTHER_LOAD_CORES
     ]
