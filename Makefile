@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 
 # Every third-party package is checked against the hashes in the locks (pip's hash-checking
 # mode); the project itself is installed editable on top, without dependencies. `make lock`
-# writes the locks (docs/deploy.md, "Dependencies").
+# writes the locks (docs/deploy.md, "Images").
 $(STAMP): pyproject.toml requirements-bootstrap.lock requirements-dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --require-hashes -r requirements-bootstrap.lock

@@ -1,6 +1,6 @@
 """The locks pin every third-party package with its hashes, and every install checks them.
 
-`make lock` writes the locks (docs/deploy.md, "Dependencies"); these tests fail when a lock
+`make lock` writes the locks (docs/deploy.md, "Images"); these tests fail when a lock
 was edited by hand into a state pip's hash-checking mode would refuse, when pyproject.toml
 names a dependency that no lock carries, or when an install step stops checking hashes.
 """
