@@ -26,15 +26,20 @@ WORKDIR /src
 # downloaded, its hashes checked: the engine image alone installs it (its engine-builder
 # stage), so that no other image carries CTranslate2, ONNX Runtime or PyAV. Fetched here,
 # before the code, so that a change to the code does not fetch it again.
-COPY requirements.lock requirements-engine.lock ./
-RUN /opt/venv/bin/pip install --no-cache-dir --require-hashes -r requirements.lock \
-    && /opt/venv/bin/pip download --no-cache-dir --require-hashes --dest /opt/engine-wheels \
-        -r requirements-engine.lock
+# The build backends come first, from their lock too (requirements-build.lock), and pip
+# builds pyFLAC's sdist and the project with them (--no-build-isolation) rather than with
+# build dependencies of its own fetching, which no hash would check.
+COPY requirements-build.lock requirements.lock requirements-engine.lock ./
+RUN /opt/venv/bin/pip install --no-cache-dir --require-hashes -r requirements-build.lock \
+    && /opt/venv/bin/pip install --no-cache-dir --require-hashes --no-build-isolation \
+        -r requirements.lock \
+    && /opt/venv/bin/pip download --no-cache-dir --require-hashes --no-build-isolation \
+        --dest /opt/engine-wheels -r requirements-engine.lock
 # Then the project itself, without touching the dependencies installed above.
 COPY pyproject.toml README.md ./
 COPY services ./services
 COPY engine_stub ./engine_stub
-RUN /opt/venv/bin/pip install --no-cache-dir --no-deps . \
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps --no-build-isolation . \
     && /opt/venv/bin/python -c "import services, engine_stub"
 
 # ---- runtime ---------------------------------------------------------------------------

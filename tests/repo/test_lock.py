@@ -20,7 +20,8 @@ from tests.support.processes import ROOT
 pytestmark = pytest.mark.timeout(10)
 
 RUNTIME, ENGINE, DEV = "requirements.lock", "requirements-engine.lock", "requirements-dev.lock"
-LOCKS = (RUNTIME, ENGINE, DEV, "requirements-bootstrap.lock", "requirements-tools.lock")
+BUILD, BOOTSTRAP = "requirements-build.lock", "requirements-bootstrap.lock"
+LOCKS = (RUNTIME, ENGINE, DEV, BUILD, BOOTSTRAP, "requirements-tools.lock")
 ENTRY = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>\S+)(?P<options>.*)$")
 HASH = re.compile(r"--hash=sha256:[0-9a-f]{64}")
 
@@ -100,12 +101,27 @@ def test_the_engine_extra_stays_out_of_the_runtime_lock() -> None:
         assert canonicalize_name(requirement.name) not in runtime
 
 
+def test_the_project_build_backend_is_in_the_build_lock() -> None:
+    """pip builds the project with --no-build-isolation, from what requirements-build.lock
+    installed: pyproject.toml's [build-system] requires must all be there."""
+    build_system = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    build = pins(BUILD)
+    for text in build_system["build-system"]["requires"]:
+        requirement = Requirement(text)
+        pin = build.get(canonicalize_name(requirement.name))
+        assert pin, f"{requirement} is not in {BUILD}: add it to requirements-build.in"
+        assert requirement.specifier.contains(pin.version, prereleases=True)
+
+
 def test_a_package_has_one_version_and_one_set_of_hashes_in_every_lock() -> None:
-    """The image locks are subsets of make's, so what the tests ran is what the images run."""
+    """The image locks are subsets of make's, so what the tests ran is what the images run;
+    the build lock agrees with make's where they share a package."""
     dev = pins(DEV)
     for lock in (RUNTIME, ENGINE):
         for name, pin in pins(lock).items():
             assert dev.get(name) == pin, f"{name}: {lock} and {DEV} differ"
+    for name, pin in pins(BUILD).items():
+        assert dev.get(name, pin) == pin, f"{name}: {BUILD} and {DEV} differ"
 
 
 def install_commands() -> list[tuple[str, str]]:
@@ -134,8 +150,13 @@ def test_every_install_checks_hashes_or_installs_only_the_project() -> None:
     assert len(commands) >= 5 * 3, commands
     for where, command in commands:
         assert " -c " not in command, f"{where}: a constraint instead of a lock: {command}"
+        lock = re.search(r" -r \S*(requirements[\w-]*\.lock)\b", command)
         if "--require-hashes" in command:
-            assert re.search(r" -r \S*requirements[\w-]*\.lock\b", command), (where, command)
+            assert lock, (where, command)
+            # What may build from source builds with the hashed backends, not pip's own.
+            if where != "install-tools.sh" and lock[1] not in (BUILD, BOOTSTRAP):
+                assert "--no-build-isolation" in command, f"{where}: {command}"
         else:
+            assert "--no-build-isolation" in command, f"{where}: {command}"
             assert "--no-deps" in command, f"{where}: no --require-hashes: {command}"
             assert re.search(r" (-e )?\.$", command), f"{where}: not the project: {command}"
