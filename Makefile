@@ -4,13 +4,19 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test tools lint typecheck proto bench bench-quick bench-engine soak test-containers clean
+.PHONY: run test tools lint typecheck proto lock bench bench-quick bench-engine soak test-containers clean
 .PHONY: diff deploy undeploy
 
-$(STAMP): pyproject.toml requirements.lock
+# Every third-party package is checked against the hashes in the locks (pip's hash-checking
+# mode), build backends included: they are installed first, and pip builds with them
+# (--no-build-isolation) instead of fetching its own. The project itself is installed
+# editable on top, without dependencies. `make lock` writes the locks (docs/deploy.md, "Images").
+$(STAMP): pyproject.toml requirements-bootstrap.lock requirements-build.lock requirements-dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c requirements.lock -e '.[dev,engine]'
+	$(BIN)/pip install -q --require-hashes -r requirements-bootstrap.lock
+	$(BIN)/pip install -q --require-hashes -r requirements-build.lock
+	$(BIN)/pip install -q --require-hashes --no-build-isolation -r requirements-dev.lock
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	$(BIN)/python -m services.engine.models install  # the Whisper model, joined and checked
 	touch $(STAMP)
 
@@ -39,6 +45,29 @@ typecheck: $(STAMP)
 proto: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m grpc_tools.protoc -I . --python_out=. --grpc_python_out=. \
 		--mypy_out=. --mypy_grpc_out=. services/common/pb/recognizer.proto
+
+## lock: re-resolve the hash-pinned locks from PyPI, keeping every pin that still fits
+## (UPGRADE=name moves one package; a new dependency: add it to pyproject.toml first)
+# One resolution (dev, with every extra); the image locks are its subsets (-c), so one
+# package has one version everywhere. Resolved for the images' platform, from PyPI alone
+# (--no-config: no machine's pip or uv configuration, local indexes or wheel folders).
+UV_COMPILE = $(BIN)/uv pip compile --no-config --index-url https://pypi.org/simple \
+	--python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes \
+	--strip-extras --no-annotate --custom-compile-command 'make lock'
+# uv alone, so that the locks can be rewritten even when the venv cannot be installed from them.
+$(BIN)/uv: requirements-bootstrap.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --require-hashes -r requirements-bootstrap.lock
+	touch $@
+
+lock: $(BIN)/uv
+	$(UV_COMPILE) requirements-bootstrap.lock -o requirements-bootstrap.lock
+	$(UV_COMPILE) pyproject.toml --extra dev --extra engine $(if $(UPGRADE),--upgrade-package $(UPGRADE)) \
+		-o requirements-dev.lock
+	$(UV_COMPILE) pyproject.toml --extra engine -c requirements-dev.lock -o requirements-engine.lock
+	$(UV_COMPILE) pyproject.toml -c requirements-dev.lock -o requirements.lock
+	$(UV_COMPILE) requirements-build.in -c requirements-dev.lock -o requirements-build.lock
+	$(UV_COMPILE) requirements-tools.in -o requirements-tools.lock
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

