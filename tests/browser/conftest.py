@@ -57,7 +57,7 @@ def chromium_path() -> str:
 
 @dataclass(frozen=True)
 class Servers:
-    open: str  # http://127.0.0.1:PORT, authentication off: en (pocketsphinx), ja (stub)
+    open: str  # http://127.0.0.1:PORT, authentication off: en (Whisper, as `make run`), ja (stub)
     tokens: str  # the same routes, ENDPOINT_AUTH=tokens accepting TOKEN
     demo_off: str  # ENDPOINT_DEMO=off
     short: str  # sessions end after SHORT_SESSION_S with the session_too_long error
@@ -71,7 +71,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     with Stack(directory) as stack:
         ja = stack.intermediate("intermediate-ja", [stack.engine_stub("engine-ja")])
         en = stack.intermediate(
-            "intermediate-en", [stack.pocketsphinx("engine-en", capacity=2)], engine_capacity=2
+            "intermediate-en", [stack.whisper("en", capacity=2)], engine_capacity=2
         )
         router = stack.router({"ja": [ja], "en": [en]})
         urls = [
