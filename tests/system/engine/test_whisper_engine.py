@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import subprocess
 import sys
 import unicodedata
@@ -25,6 +24,7 @@ from websockets.exceptions import InvalidStatus
 
 from tests.support.audio import FIXTURES
 from tests.support.processes import ROOT, free_port, start_service
+from tests.support.speech import ENGLISH_VOICES, english_words
 from tests.system.engine.engine_helpers import (
     EOF_TEXT,
     TIMEOUT,
@@ -42,46 +42,6 @@ SENTENCES = (
     "the meeting has been moved to three thirty on thursday afternoon",
     "please send me the report before the end of the week",
 )
-VOICES = ("slt", "awb", "kal")
-
-_ONES = [
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-    "sixteen",
-    "seventeen",
-    "eighteen",
-    "nineteen",
-]
-_TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
-
-
-def _number_words(match: re.Match[str]) -> str:
-    n = int(match.group())
-    if n < 20:
-        return _ONES[n]
-    if n < 100:
-        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
-    return match.group()
-
-
-def normalise_en(text: str) -> str:
-    """Lower case, digits as words (Whisper writes 3:30), no punctuation."""
-    text = re.sub(r"\d+", _number_words, text.lower())
-    return " ".join(re.sub(r"[^a-z' ]+", " ", text).split())
 
 
 def normalise_ja(text: str) -> str:
@@ -128,7 +88,7 @@ def flite_speech(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, st
     silence = bytes(16000)
     return [
         (voice, text, silence + speak(text, voice, directory) + silence)
-        for voice in VOICES
+        for voice in ENGLISH_VOICES
         for text in SENTENCES
     ]
 
@@ -144,7 +104,7 @@ async def test_english_voices_streamed_at_once_in_real_time(
     )
     assert all(t.close_code == 1000 for t in transcripts)
     refs = [text for _, text, _ in flite_speech]
-    hyps = [normalise_en(t.text) for t in transcripts]
+    hyps = [english_words(t.text) for t in transcripts]
     pairs = list(zip(refs, hyps, strict=True))
     slt = [i for i, (voice, _, _) in enumerate(flite_speech) if voice == "slt"]
     assert jiwer.wer([refs[i] for i in slt], [hyps[i] for i in slt]) <= 0.2, pairs
