@@ -3,7 +3,7 @@ only for sessions the route table accepted, never a session id."""
 
 from __future__ import annotations
 
-from services.common.metrics import TierMetrics
+from services.common.tier_metrics import TierMetrics
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 

@@ -3,7 +3,7 @@ beside the WebSocket upgrade, as the engine has no other port)."""
 
 from __future__ import annotations
 
-from services.common.metrics import TierMetrics
+from services.common.tier_metrics import TierMetrics
 
 OUTCOMES = ("ok", "client_closed", "connection_lost", "error")
 

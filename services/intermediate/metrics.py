@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from services.common.metrics import TierMetrics
+from services.common.tier_metrics import TierMetrics
 from services.intermediate.errors import OUTCOMES
 from services.intermediate.pool import EngineState, Pool
 

@@ -58,15 +58,7 @@ class Intermediate(pb_grpc.RecognizerServicer):
         self.settings = settings
         self.pool = Pool(
             settings.engines,
-            PoolSettings(
-                capacity=settings.engine_capacity,
-                idle_connections=settings.idle_connections,
-                connect_timeout=settings.connect_timeout,
-                ping_interval=settings.ping_interval,
-                ping_timeout=settings.ping_timeout,
-                backoff_initial=settings.backoff_initial,
-                backoff_max=settings.backoff_max,
-            ),
+            PoolSettings.of(settings),
         )
         self.metrics = Metrics(self.pool)
         self.tracker = SessionTracker(

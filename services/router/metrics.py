@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from services.common.metrics import TierMetrics
+from services.common.tier_metrics import TierMetrics
 
 
 class Metrics(TierMetrics):
