@@ -318,6 +318,14 @@ class GatedDecode:
         return [_decoded("w") for _ in batch]
 
 
+def _asking_partial(scheduler: DecodeScheduler, **settings: float) -> Client:
+    """A session with a second of tone, whose partial it has asked the scheduler for."""
+    client = Client(_stream(**settings))
+    client.stream.feed(_tone(1.0))
+    scheduler.request_partial(client)
+    return client
+
+
 async def _settle(stats: Stats, until: Callable[[], bool]) -> None:
     async with asyncio.timeout(10):
         while not until():
@@ -330,14 +338,10 @@ async def test_finals_run_before_partials_and_partials_are_skipped_when_behind()
     stats = Stats()
     scheduler = DecodeScheduler(decode, parallel=1, max_batch=2, stats=stats)
     try:
-        busy = Client(_stream())
-        busy.stream.feed(_tone(1.0))
-        scheduler.request_partial(busy)  # takes the only slot, blocked at the gate
-        clients = [Client(_stream(partial_interval=0.5)) for _ in range(3)]
+        _asking_partial(scheduler)  # takes the only slot, blocked at the gate
+        clients = [_asking_partial(scheduler, partial_interval=0.5) for _ in range(3)]
         for client in clients:
-            client.stream.feed(_tone(1.0))
-            scheduler.request_partial(client)
-            scheduler.request_partial(client)  # one request per session, never a queue
+            scheduler.request_partial(client)  # asked again: one per session, never a queue
         finals = [Client(_stream()) for _ in range(3)]
         for client in finals:
             (utterance,) = client.stream.feed(np.concatenate([_tone(1.0), _silence(1.0)]))
@@ -360,12 +364,8 @@ async def test_a_closed_utterance_drops_its_pending_partial() -> None:
     stats = Stats()
     scheduler = DecodeScheduler(decode, parallel=1, max_batch=4, stats=stats)
     try:
-        blocker = Client(_stream())
-        blocker.stream.feed(_tone(1.0))
-        scheduler.request_partial(blocker)
-        client = Client(_stream())
-        client.stream.feed(_tone(1.0))
-        scheduler.request_partial(client)
+        _asking_partial(scheduler)  # takes the only slot, blocked at the gate
+        client = _asking_partial(scheduler)
         (utterance,) = client.stream.feed(_silence(1.0))
         scheduler.submit_final(client, utterance)
         decode.gate.set()
