@@ -35,6 +35,13 @@ stack_up=0
 
 step() { printf '\n== containers: %s (%s)\n' "$*" "$(date -u +%H:%M:%S)" >&2; }
 elapsed() { printf '%s: %d s\n' "$1" "$2" | tee -a "$LOG_DIR/timings.txt" >&2; }
+# timed LABEL COMMAND...: runs COMMAND (set -e stops on its failure), then its wall time.
+timed() {
+    local label="$1" t0=$SECONDS
+    shift
+    "$@"
+    elapsed "$label" $((SECONDS - t0))
+}
 
 cleanup() {
     local rc=$?
@@ -123,17 +130,14 @@ docker compose --profile stub build >"$LOG_DIR/compose-build.log" 2>&1 \
 elapsed "compose build" $((SECONDS - t0))
 
 step "images run as their manifests run them"
-t0=$SECONDS
 # Each container of the dev overlay with its manifest's env, user, read-only root and
 # volumes, probed from the host as kubelet probes; prod's engine from a read-only model mount.
-"$ROOT/.venv/bin/pytest" -m containers -p no:cacheprovider tests/deploy/test_images.py
-elapsed "image tests" $((SECONDS - t0))
+timed "image tests" \
+    "$ROOT/.venv/bin/pytest" -m containers -p no:cacheprovider tests/deploy/test_images.py
 
 step "docker compose up --wait"
-t0=$SECONDS
 stack_up=1
-docker compose up --detach --wait --wait-timeout 300 >&2
-elapsed "compose up --wait" $((SECONDS - t0))
+timed "compose up --wait" docker compose up --detach --wait --wait-timeout 300 >&2
 docker compose ps --all >&2
 
 export KIKIMIMI_TEST_ENDPOINT="http://127.0.0.1:${ENDPOINT_PORT}"
@@ -141,9 +145,8 @@ KIKIMIMI_TEST_TOKEN="$(head -n 1 deploy/dev-token)"
 export KIKIMIMI_TEST_TOKEN
 
 step "the stack as shipped: Whisper for ja and en"
-t0=$SECONDS
-"$ROOT/.venv/bin/pytest" -m compose -p no:cacheprovider tests/deploy/test_compose_stack.py
-elapsed "compose stack tests" $((SECONDS - t0))
+timed "compose stack tests" \
+    "$ROOT/.venv/bin/pytest" -m compose -p no:cacheprovider tests/deploy/test_compose_stack.py
 
 # The integration tests marked `external` check exact texts, byte counts and digests, which
 # only the deterministic engine_stub gives: intermediate-ja is pointed at it (profile stub).

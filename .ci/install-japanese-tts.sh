@@ -5,6 +5,7 @@
 # its SHA-256 and kept in .cache/tts/ (git-ignored). Idempotent: a no-op when all is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source .ci/apt.sh
 
 PYOPENJTALK_VERSION=0.4.1
 VOICE_SHA256=f3be49a6838904a6c218790b64e07c3e83c1886e995dca284b413caab19184de
@@ -13,15 +14,8 @@ VOICE="$VOICE_DIR/mei_normal-$VOICE_SHA256.htsvoice"
 PYTHON="${PYTHON:-.venv/bin/python}"
 
 if ! command -v open_jtalk >/dev/null || [[ ! -d /var/lib/mecab/dic/open-jtalk/naist-jdic ]]; then
-    if [[ "$(id -u)" != 0 ]]; then
-        echo "make test needs Open JTalk (Japanese test speech):" \
-            "sudo apt-get install open-jtalk open-jtalk-mecab-naist-jdic" >&2
-        exit 1
-    fi
-    echo "install-japanese-tts: apt-get install open-jtalk open-jtalk-mecab-naist-jdic" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq --no-install-recommends open-jtalk open-jtalk-mecab-naist-jdic >/dev/null
+    apt_install "make test needs Open JTalk (Japanese test speech)" \
+        open-jtalk open-jtalk-mecab-naist-jdic
 fi
 
 [[ -f "$VOICE" ]] && exit 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
@@ -49,11 +50,11 @@ def pcm_seconds(spec: AudioSpec, size: int) -> float | None:
     return size / (spec.rate * spec.channels * BYTES_PER_SAMPLE)
 
 
+@dataclass(eq=False)
 class HttpFlow:
-    def __init__(self, settings: Settings, admission: Admission, flow: SessionFlow) -> None:
-        self.settings = settings
-        self.admission = admission
-        self.flow = flow
+    settings: Settings
+    admission: Admission
+    flow: SessionFlow
 
     async def __call__(self, request: Request) -> Response:
         start = SessionStart.of(request)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect
@@ -26,18 +27,12 @@ from services.endpoint.session import SessionLimits, SessionOutcome, WebSocketSe
 TRANSPORT = "websocket"
 
 
+@dataclass(eq=False)
 class WebSocketFlow:
-    def __init__(
-        self,
-        admission: Admission,
-        flow: SessionFlow,
-        limits: SessionLimits,
-        drain_expired: asyncio.Event,
-    ) -> None:
-        self.admission = admission
-        self.flow = flow
-        self.limits = limits
-        self.drain_expired = drain_expired
+    admission: Admission
+    flow: SessionFlow
+    limits: SessionLimits
+    drain_expired: asyncio.Event
 
     async def __call__(self, ws: WebSocket) -> None:
         start = SessionStart.of(ws)

@@ -1,4 +1,5 @@
-"""The intermediate's error model, and its one mapping to gRPC status codes.
+"""The intermediate's error model, and its one mapping to gRPC status codes (the base and
+the errors every internal tier has are in services/common/errors.py).
 
 Each error names the `outcome` it gives a session (the `outcome` label of the sessions
 metric and the session summary log line) and the gRPC status the router receives.
@@ -9,39 +10,36 @@ from __future__ import annotations
 
 import grpc
 
+from services.common.errors import BadStart, Draining, ServiceError
 
-class IntermediateError(Exception):
-    """Base of every error that ends a session with a status the router understands."""
-
-    status = grpc.StatusCode.INTERNAL
-    outcome = "internal_error"
-
-
-class BadStart(IntermediateError):
-    status = grpc.StatusCode.INVALID_ARGUMENT
-    outcome = "bad_start"
-
-
-class Draining(IntermediateError):
-    status = grpc.StatusCode.UNAVAILABLE
-    outcome = "draining"
+__all__ = [
+    "OUTCOMES",
+    "BadStart",
+    "Draining",
+    "EngineLost",
+    "EngineProtocolError",
+    "EngineStuck",
+    "NoEngineUp",
+    "PoolExhausted",
+    "ServiceError",
+]
 
 
-class NoEngineUp(IntermediateError):
+class NoEngineUp(ServiceError):
     """No engine is up: the pod should not be getting sessions (retry elsewhere)."""
 
     status = grpc.StatusCode.UNAVAILABLE
     outcome = "no_engine_up"
 
 
-class PoolExhausted(IntermediateError):
+class PoolExhausted(ServiceError):
     """Every slot stayed busy for the whole checkout wait (retry elsewhere)."""
 
     status = grpc.StatusCode.RESOURCE_EXHAUSTED
     outcome = "pool_exhausted"
 
 
-class EngineLost(IntermediateError):
+class EngineLost(ServiceError):
     """The engine closed, died or failed mid-session (1011 / 1006 / connection error)."""
 
     status = grpc.StatusCode.UNAVAILABLE
@@ -54,7 +52,7 @@ class EngineStuck(EngineLost):
     outcome = "engine_stuck"
 
 
-class EngineProtocolError(IntermediateError):
+class EngineProtocolError(ServiceError):
     """The engine sent something that is not the engine protocol."""
 
     status = grpc.StatusCode.INTERNAL
@@ -68,7 +66,7 @@ OUTCOMES = (
     *(
         cls.outcome
         for cls in (
-            IntermediateError,
+            ServiceError,
             BadStart,
             Draining,
             NoEngineUp,

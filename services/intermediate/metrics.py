@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from services.common.tier_metrics import TierMetrics
 from services.intermediate.errors import OUTCOMES
 from services.intermediate.pool import EngineState, Pool
 
@@ -83,44 +83,23 @@ def running_tasks() -> int:
         return 0
 
 
-class Metrics:
+class Metrics(TierMetrics):
     def __init__(self, pool: Pool) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.sessions = Counter(
-            "kikimimi_intermediate_sessions_total",
-            "Sessions ended, by outcome",
-            ["outcome"],
-            registry=r,
-        )
-        for outcome in OUTCOMES:
-            self.sessions.labels(outcome)  # every outcome is exported from the start, at 0
-        self.active = Gauge(
-            "kikimimi_intermediate_active_sessions", "Sessions in progress", registry=r
-        )
-        self.checkout_wait = Histogram(
+        super().__init__("intermediate", outcomes=OUTCOMES)
+        self.checkout_wait = self.histogram(
             "kikimimi_intermediate_checkout_wait_seconds",
             "Time a session waited for an engine connection (including failed waits)",
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10),
-            registry=r,
         )
-        self.audio_seconds = Counter(
-            "kikimimi_intermediate_audio_seconds_total",
-            "Seconds of audio forwarded to engines",
-            registry=r,
+        self.audio_seconds = self.counter(
+            "kikimimi_intermediate_audio_seconds_total", "Seconds of audio forwarded to engines"
         )
-        self.draining = Gauge(
-            "kikimimi_intermediate_draining",
-            "1 from SIGTERM until exit: sessions still active then are running into the deadline",
-            registry=r,
-        )
-        self.readiness_changes = Counter(
+        self.readiness_changes = self.counter(
             "kikimimi_intermediate_readiness_changes_total",
             "Times /readiness changed after start-up, by the new state (capacity is not "
             "readiness: a full pod stays ready and only gRPC health says NOT_SERVING)",
             ["ready"],
-            registry=r,
         )
         for ready in ("true", "false"):
             self.readiness_changes.labels(ready)
-        r.register(PoolCollector(pool))
+        self.registry.register(PoolCollector(pool))

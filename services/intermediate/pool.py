@@ -28,6 +28,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection
 from websockets.protocol import State
 
+from services.intermediate.config import Settings
 from services.intermediate.connections import (
     CLOSE_TIMEOUT,
     Backoff,
@@ -55,6 +56,19 @@ class PoolSettings:
     ping_timeout: float
     backoff_initial: float
     backoff_max: float
+
+    @classmethod
+    def of(cls, settings: Settings) -> PoolSettings:
+        """The pool's part of the intermediate's settings."""
+        return cls(
+            capacity=settings.engine_capacity,
+            idle_connections=settings.idle_connections,
+            connect_timeout=settings.connect_timeout,
+            ping_interval=settings.ping_interval,
+            ping_timeout=settings.ping_timeout,
+            backoff_initial=settings.backoff_initial,
+            backoff_max=settings.backoff_max,
+        )
 
 
 class EngineTarget:

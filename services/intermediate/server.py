@@ -23,7 +23,7 @@ from services.common.pb import recognizer_pb2_grpc as pb_grpc
 from services.common.sessions import SessionTracker
 from services.common.tracing import SessionSpan
 from services.intermediate.config import Settings
-from services.intermediate.errors import BadStart, Draining, EngineLost, IntermediateError
+from services.intermediate.errors import BadStart, Draining, EngineLost, ServiceError
 from services.intermediate.health import HEALTH_SERVICES, HealthReporter
 from services.intermediate.metrics import Metrics
 from services.intermediate.pool import Lease, Pool, PoolSettings
@@ -58,15 +58,7 @@ class Intermediate(pb_grpc.RecognizerServicer):
         self.settings = settings
         self.pool = Pool(
             settings.engines,
-            PoolSettings(
-                capacity=settings.engine_capacity,
-                idle_connections=settings.idle_connections,
-                connect_timeout=settings.connect_timeout,
-                ping_interval=settings.ping_interval,
-                ping_timeout=settings.ping_timeout,
-                backoff_initial=settings.backoff_initial,
-                backoff_max=settings.backoff_max,
-            ),
+            PoolSettings.of(settings),
         )
         self.metrics = Metrics(self.pool)
         self.tracker = SessionTracker(
@@ -120,7 +112,7 @@ class Intermediate(pb_grpc.RecognizerServicer):
                 start = await self._read_start(request_iterator)
                 lease = await self._checkout()
                 await self._run(lease, start, request_iterator, context, record)
-            except IntermediateError as exc:
+            except ServiceError as exc:
                 record.outcome, record.error = exc.outcome, str(exc)
                 await context.abort(exc.status, str(exc))
             except asyncio.CancelledError:

@@ -13,6 +13,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from services.common.yaml_lines import line_of
+
 DEFAULT_FILE = Path("deploy/environments.yaml")
 ENV_VARIABLE = "KIKIMIMI_KUBE_ENVIRONMENTS"
 
@@ -43,23 +45,6 @@ class _EnvironmentSpec(BaseModel):
     namespace: str = Field(pattern=_NAME, max_length=63)
     production: bool
     overlay: str | None = None
-
-
-def line_of(document: yaml.Node, path: tuple[int | str, ...]) -> int:
-    """The 1-based line of the node at `path` in a composed YAML document, as far as it goes."""
-    node: yaml.Node | None = document
-    line = document.start_mark.line + 1
-    for key in path:
-        if isinstance(node, yaml.MappingNode):
-            node = next((v for k, v in node.value if k.value == key), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            node = node.value[key]
-        else:
-            break
-        if node is None:
-            break
-        line = node.start_mark.line + 1
-    return line
 
 
 def parse_environments(text: str, source: str) -> dict[str, Environment]:

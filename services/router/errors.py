@@ -1,4 +1,5 @@
-"""The router's error model, and its one mapping to gRPC status codes.
+"""The router's error model, and its one mapping to gRPC status codes (the base and the
+errors every internal tier has are in services/common/errors.py).
 
 Each error names the `outcome` it gives a session: the `outcome` label of
 `kikimimi_router_sessions_total` and the session summary log line (snake_case, as in every
@@ -9,45 +10,39 @@ from __future__ import annotations
 
 import grpc
 
+from services.common.errors import BadStart, Draining, ServiceError
+
+__all__ = [
+    "RETRYABLE_AT_START",
+    "RETRYABLE_MID_SESSION",
+    "BackendFailed",
+    "BadStart",
+    "Draining",
+    "NoBackend",
+    "NoRoute",
+    "ServiceError",
+]
+
 # Backend failures the router may hide by trying another backend.
 RETRYABLE_AT_START = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
 RETRYABLE_MID_SESSION = frozenset({grpc.StatusCode.UNAVAILABLE})
 
 
-class RouterError(Exception):
-    status = grpc.StatusCode.INTERNAL
-    outcome = "internal_error"
-
-    def __init__(self, message: str, metadata: tuple[tuple[str, str], ...] = ()) -> None:
-        super().__init__(message)
-        self.metadata = metadata
-
-
-class BadStart(RouterError):
-    status = grpc.StatusCode.INVALID_ARGUMENT
-    outcome = "bad_start"
-
-
-class NoRoute(RouterError):
+class NoRoute(ServiceError):
     """No route for (process, language); metadata lists the supported languages."""
 
     status = grpc.StatusCode.NOT_FOUND
     outcome = "no_route"
 
 
-class NoBackend(RouterError):
+class NoBackend(ServiceError):
     """No healthy backend could take the session (retry later)."""
 
     status = grpc.StatusCode.UNAVAILABLE
     outcome = "no_backend"
 
 
-class Draining(RouterError):
-    status = grpc.StatusCode.UNAVAILABLE
-    outcome = "draining"
-
-
-class BackendFailed(RouterError):
+class BackendFailed(ServiceError):
     """A backend's error that could not be hidden; keeps the backend's status code."""
 
     outcome = "backend_failed"

@@ -3,95 +3,72 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from services.common.tier_metrics import TierMetrics
 
 
-class Metrics:
+class Metrics(TierMetrics):
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.sessions = Counter(
-            "kikimimi_router_sessions_total",
-            "Sessions ended, by route and outcome",
-            ["route", "outcome"],
-            registry=r,
+        super().__init__(
+            "router",
+            sessions_help="Sessions ended, by route and outcome",
+            session_labels=("route", "outcome"),
         )
-        self.backend_sessions = Counter(
+        self.backend_sessions = self.counter(
             "kikimimi_router_backend_sessions_total",
             "Sessions a backend accepted (failover targets included), by route and backend",
             ["route", "backend"],
-            registry=r,
         )
-        self.active = Gauge("kikimimi_router_active_sessions", "Sessions in progress", registry=r)
-        self.draining = Gauge(
-            "kikimimi_router_draining",
-            "1 from SIGTERM until exit: sessions still active then are running into the deadline",
-            registry=r,
+        self.errors = self.counter(
+            "kikimimi_router_errors_total", "Sessions ended with an error, by gRPC code", ["code"]
         )
-        self.errors = Counter(
-            "kikimimi_router_errors_total",
-            "Sessions ended with an error, by gRPC code",
-            ["code"],
-            registry=r,
-        )
-        self.retries = Counter(
+        self.retries = self.counter(
             "kikimimi_router_retries_total",
             "Backends tried again at session start, by route",
             ["route"],
-            registry=r,
         )
-        self.failovers = Counter(
+        self.failovers = self.counter(
             "kikimimi_router_failovers_total",
             "Sessions moved to another backend mid-session, by route",
             ["route"],
-            registry=r,
         )
-        self.healthy_backends = Gauge(
+        self.healthy_backends = self.gauge(
             "kikimimi_router_healthy_backends",
             "Healthy backends of each route's pool",
             ["route", "pool"],
-            registry=r,
         )
-        self.backends = Gauge(
+        self.backends = self.gauge(
             "kikimimi_router_backends",
             "Backends (healthy or not) of each route's pool",
             ["route", "pool"],
-            registry=r,
         )
-        self.reloads = Counter(
+        self.reloads = self.counter(
             "kikimimi_router_route_table_reloads_total",
             "Route table reloads, by result (applied, rejected)",
             ["result"],
-            registry=r,
         )
-        self.table_ok = Gauge(
+        self.table_ok = self.gauge(
             "kikimimi_router_route_table_ok",
             "1 when the route table file in use is the one on disk, 0 when the file on disk "
             "was rejected (the old table is kept)",
-            registry=r,
         )
-        self.shadow_sessions = Counter(
+        self.shadow_sessions = self.counter(
             "kikimimi_router_shadow_sessions_total",
             "Shadow sessions, by route and result (match, mismatch, failure, aborted)",
             ["route", "result"],
-            registry=r,
         )
-        self.shadow_word_errors = Counter(
+        self.shadow_word_errors = self.counter(
             "kikimimi_router_shadow_word_errors_total",
             "Word (characters for ja) errors of shadows against primaries, by route",
             ["route"],
-            registry=r,
         )
-        self.shadow_reference_words = Counter(
+        self.shadow_reference_words = self.counter(
             "kikimimi_router_shadow_reference_words_total",
             "Words (characters for ja) of the primaries' final texts compared, by route",
             ["route"],
-            registry=r,
         )
-        self.shadow_wer = Histogram(
+        self.shadow_wer = self.histogram(
             "kikimimi_router_shadow_word_error_rate",
             "Word error rate of each compared shadow session, by route",
             ["route"],
             buckets=(0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0),
-            registry=r,
         )

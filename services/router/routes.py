@@ -19,6 +19,8 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from services.common.yaml_lines import line_of
+
 
 class RouteTableError(ValueError):
     pass
@@ -94,23 +96,6 @@ class RouteTable:
         return sorted(lang for p, lang in self.routes if p == process)
 
 
-def _line_of(document: yaml.Node, path: tuple[int | str, ...]) -> int | None:
-    """The 1-based line of the node at `path` in the YAML document, as far as it goes."""
-    node: yaml.Node | None = document
-    line = document.start_mark.line + 1
-    for key in path:
-        if isinstance(node, yaml.MappingNode):
-            node = next((v for k, v in node.value if k.value == key), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            node = node.value[key]
-        else:
-            break
-        if node is None:
-            break
-        line = node.start_mark.line + 1
-    return line
-
-
 def parse_route_table(text: str, source: str = "routes") -> RouteTable:
     try:
         document = yaml.compose(text)
@@ -126,11 +111,11 @@ def parse_route_table(text: str, source: str = "routes") -> RouteTable:
         for error in exc.errors():
             path = tuple(error["loc"])
             where = ".".join(str(p) for p in path)
-            problems.append(f"{source}:{_line_of(document, path)}: {where}: {error['msg']}")
+            problems.append(f"{source}:{line_of(document, path)}: {where}: {error['msg']}")
         raise RouteTableError("\n".join(problems)) from None
     routes: dict[tuple[str, str], Route] = {}
     for index, route in enumerate(spec.routes):
-        line = _line_of(document, ("routes", index))
+        line = line_of(document, ("routes", index))
         for name in [route.pool] + ([route.shadow.pool] if route.shadow else []):
             if name not in spec.pools:
                 raise RouteTableError(f"{source}:{line}: routes.{index}: unknown pool {name!r}")

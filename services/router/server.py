@@ -31,7 +31,7 @@ from services.router.errors import (
     Draining,
     NoBackend,
     NoRoute,
-    RouterError,
+    ServiceError,
 )
 from services.router.metrics import Metrics
 from services.router.proxy import ProxySession, ProxySettings
@@ -143,7 +143,7 @@ class Router(pb_grpc.RecognizerServicer):
         with self.tracker.session():
             try:
                 await self._serve(record, request_iterator, context)
-            except RouterError as exc:
+            except ServiceError as exc:
                 record.outcome = exc.outcome
                 self.metrics.errors.labels(exc.status.name).inc()
                 if exc.metadata:

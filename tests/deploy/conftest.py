@@ -135,24 +135,20 @@ def compose_env() -> dict[str, str]:
 _compose: dict[str, Any] = {}
 
 
+def run_compose_config(*options: str) -> subprocess.CompletedProcess[str]:
+    """`docker compose [options] config --format json` on docker-compose.yaml."""
+    return run(
+        [tool("docker-compose"), *options, "config", "--format", "json"],
+        timeout=60,
+        cwd=ROOT,
+        env=compose_env(),
+    )
+
+
 def compose_config() -> dict[str, Any]:
     """docker-compose.yaml as compose resolves it (interpolated, anchors merged)."""
     if not _compose:
-        result = run(
-            [
-                tool("docker-compose"),
-                "--profile",
-                "vosk",
-                "--profile",
-                "stub",
-                "config",
-                "--format",
-                "json",
-            ],
-            timeout=60,
-            cwd=ROOT,
-            env=compose_env(),
-        )
+        result = run_compose_config("--profile", "vosk", "--profile", "stub")
         if result.returncode != 0:
             pytest.fail(f"docker compose config failed:\n{result.stderr}")
         _compose.update(json.loads(result.stdout))

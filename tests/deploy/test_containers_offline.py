@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.conftest import ROOT, compose_config, compose_env, run, tool
+from tests.deploy.conftest import ROOT, compose_config, compose_env, run, run_compose_config, tool
 
 DOCKERFILES = sorted((ROOT / "docker").glob("*.Dockerfile"))
 # The production base image: python:3.11-slim pinned by the digest of its multi-platform
@@ -187,19 +187,7 @@ def test_compose_services_are_hardened() -> None:
 @pytest.mark.timeout(60)
 def test_vosk_env_file_switches_the_engines() -> None:
     """deploy/compose.vosk.env turns the profile on and points both intermediates at vosk."""
-    result = run(
-        [
-            tool("docker-compose"),
-            "--env-file",
-            "deploy/compose.vosk.env",
-            "config",
-            "--format",
-            "json",
-        ],
-        timeout=60,
-        cwd=ROOT,
-        env=compose_env(),
-    )
+    result = run_compose_config("--env-file", "deploy/compose.vosk.env")
     assert result.returncode == 0, result.stderr
     services = json.loads(result.stdout)["services"]
     assert {"vosk-ja", "vosk-en"} <= set(services)

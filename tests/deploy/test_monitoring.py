@@ -13,6 +13,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from services.intermediate.config import Settings
 from services.intermediate.pool import Pool, PoolSettings
 from tests.deploy.conftest import ROOT, Rendered, run, tool
 from tests.deploy.test_kustomize import SCHEMAS, VALIDATE_CRDS
@@ -20,15 +21,7 @@ from tests.deploy.test_kustomize import SCHEMAS, VALIDATE_CRDS
 COMPONENT = ROOT / "k8s" / "components" / "monitoring"
 DASHBOARD = COMPONENT / "kikimimi-dashboard.json"
 DASHBOARD_COPY = ROOT / "deploy" / "grafana" / "kikimimi-dashboard.json"
-POOL = PoolSettings(
-    capacity=1,
-    idle_connections=0,
-    connect_timeout=1,
-    ping_interval=1,
-    ping_timeout=1,
-    backoff_initial=1,
-    backoff_max=1,
-)
+POOL = PoolSettings.of(Settings())
 
 # What a sample name adds to its metric family's name, by family type.
 SUFFIXES = {

@@ -16,6 +16,24 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBE = [sys.executable, "-m", "services.ops.kube"]
+MODELS = [sys.executable, "-m", "services.ops.models"]
+
+
+def models(
+    root: Path | None, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`kikimimi-models [--root ROOT] ARGS…` as a process, from the repository root."""
+    where = ["--root", str(root)] if root is not None else []
+    return subprocess.run(
+        [*MODELS, *where, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
+
 
 ENVIRONMENTS = """\
 dev:

@@ -7,7 +7,6 @@ import os
 import resource
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,23 +15,7 @@ import pytest
 
 from services.ops import modelstore
 from services.ops.modelstore import MANIFEST, STAGING, publish
-from tests.ops.conftest import ROOT, FakeKube
-
-MODELS = [sys.executable, "-m", "services.ops.models"]
-
-
-def models(
-    root: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*MODELS, "--root", str(root), *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=timeout,
-        check=False,
-    )
+from tests.ops.conftest import MODELS, ROOT, FakeKube, models
 
 
 def make_model(path: Path, seed: str, files: int = 3, big: int = 0) -> Path:
@@ -362,14 +345,6 @@ def test_bad_publishes_are_refused(
 @pytest.mark.timeout(30)
 def test_no_root_is_refused(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "KIKIMIMI_MODEL_ROOT"}
-    result = subprocess.run(
-        [*MODELS, "list"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=30,
-        check=False,
-    )
+    result = models(None, "list", env=env, timeout=30)
     assert result.returncode == 2
     assert "no model root: give --root DIR or set KIKIMIMI_MODEL_ROOT" in result.stderr

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +11,7 @@ import yaml
 
 from services.ops.modelstore import publish
 from tests.deploy.conftest import KUBERNETES_VERSION, rendered, tool
-from tests.ops.conftest import ROOT
-
-MODELS = [sys.executable, "-m", "services.ops.models"]
+from tests.ops.conftest import ROOT, models
 
 
 def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
@@ -35,25 +32,16 @@ def test_shadow_pool_mounts_the_new_version_outside_the_primary_pool(tmp_path: P
     # Another model than the one the pool mounts (whisper-base): a NAME is the model, the
     # language is the Deployment's engine setting.
     ref = f"whisper-small/{publish(root, tmp_path / 'm', 'whisper-small').version}"
-    result = subprocess.run(
-        [
-            *MODELS,
-            "--root",
-            str(root),
-            "shadow",
-            ref,
-            "--overlay",
-            "k8s/overlays/prod",
-            "--deployment",
-            "intermediate-ja",
-            "--replicas",
-            "2",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = models(
+        root,
+        "shadow",
+        ref,
+        "--overlay",
+        "k8s/overlays/prod",
+        "--deployment",
+        "intermediate-ja",
+        "--replicas",
+        "2",
     )
     assert result.returncode == 0, result.stderr
     deployment, service = yaml.safe_load_all(result.stdout)
@@ -114,14 +102,7 @@ def test_shadow_pool_mounts_the_new_version_outside_the_primary_pool(tmp_path: P
 @pytest.mark.timeout(60)
 def test_an_unpublished_version_or_unknown_deployment_is_refused(tmp_path: Path) -> None:
     def shadow(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*MODELS, "--root", str(tmp_path), "shadow", *args, "--overlay", "k8s/overlays/prod"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return models(tmp_path, "shadow", *args, "--overlay", "k8s/overlays/prod")
 
     unpublished = shadow("whisper-base/0123456789abcdef", "--deployment", "intermediate-ja")
     assert unpublished.returncode == 1
@@ -133,21 +114,8 @@ def test_an_unpublished_version_or_unknown_deployment_is_refused(tmp_path: Path)
     assert unknown.returncode == 1
     assert "the overlay has no Deployment named 'intermediate-fr'" in unknown.stderr
     # dev's engines run the model of their image: no model version mount to replace.
-    image_model = subprocess.run(
-        [
-            *MODELS,
-            "shadow",
-            ref,
-            "--overlay",
-            "k8s/overlays/dev",
-            "--deployment",
-            "intermediate-ja",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    image_model = models(
+        None, "shadow", ref, "--overlay", "k8s/overlays/dev", "--deployment", "intermediate-ja"
     )
     assert image_model.returncode == 1
     assert "intermediate-ja: no container mounts a model version" in image_model.stderr

@@ -73,22 +73,24 @@ async def test_missing_process_is_400(endpoints: Endpoints) -> None:
     assert "nict-asr" in assert_error(body, "missing_process")
 
 
-async def test_unknown_process_is_400_from_the_route_table(endpoints: Endpoints) -> None:
-    """A process the route table does not name: 400 unsupported_process listing the known."""
-    status, body, _ = await refusal(endpoints.open, mimi_headers(process="ASR"))
+@pytest.mark.parametrize(
+    ("asked", "code", "listed"),
+    [
+        ({"process": "ASR"}, "unsupported_process", ("asr", "nict-asr")),
+        ({"language": "fr"}, "unsupported_language", ("ja", "zz")),
+    ],
+    ids=["process", "language"],
+)
+async def test_unrouted_process_or_language_is_400_listing_what_is_routed(
+    endpoints: Endpoints, asked: dict[str, str], code: str, listed: tuple[str, ...]
+) -> None:
+    """A process or language the route table does not name: 400 unsupported_process /
+    unsupported_language, whose message lists the processes / languages it does."""
+    status, body, _ = await refusal(endpoints.open, mimi_headers(**asked))
     assert status == 400
-    message = assert_error(body, "unsupported_process")
-    assert "asr" in message
-    assert "nict-asr" in message
-
-
-async def test_unknown_language_is_400_listing_the_supported(endpoints: Endpoints) -> None:
-    """An unrouted language: 400 unsupported_language whose message lists ja and zz."""
-    status, body, _ = await refusal(endpoints.open, mimi_headers(language="fr"))
-    assert status == 400
-    message = assert_error(body, "unsupported_language")
-    assert "ja" in message
-    assert "zz" in message
+    message = assert_error(body, code)
+    for name in listed:
+        assert name in message
 
 
 async def test_bad_content_type_is_400(endpoints: Endpoints) -> None:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import subprocess
 import wave
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from services.common.audio import PcmResampler
 
@@ -115,3 +118,18 @@ async def drain(ws: ClientConnection) -> tuple[list[str | bytes], int | None]:
     except ConnectionClosed:
         pass
     return messages, ws.close_code
+
+
+@contextlib.asynccontextmanager
+async def at_capacity(url: str, capacity: int) -> AsyncIterator[list[ClientConnection]]:
+    """`capacity` sessions held open, the next handshake checked to be refused with HTTP 503;
+    what is still in the list is closed on the way out."""
+    held = [await connect(url, open_timeout=TIMEOUT) for _ in range(capacity)]
+    try:
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(url, open_timeout=TIMEOUT)
+        assert refused.value.response.status_code == 503
+        yield held
+    finally:
+        for ws in held:
+            await ws.close()

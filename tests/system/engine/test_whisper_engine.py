@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import subprocess
 import sys
 import unicodedata
@@ -21,14 +20,15 @@ from pathlib import Path
 import jiwer
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
 
 from tests.support.audio import FIXTURES
 from tests.support.processes import ROOT, free_port, start_service
+from tests.support.speech import ENGLISH_VOICES, english_words
 from tests.system.engine.engine_helpers import (
     EOF_TEXT,
     TIMEOUT,
     Transcript,
+    at_capacity,
     drain,
     flite_path,
     speak,
@@ -42,46 +42,6 @@ SENTENCES = (
     "the meeting has been moved to three thirty on thursday afternoon",
     "please send me the report before the end of the week",
 )
-VOICES = ("slt", "awb", "kal")
-
-_ONES = [
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-    "sixteen",
-    "seventeen",
-    "eighteen",
-    "nineteen",
-]
-_TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
-
-
-def _number_words(match: re.Match[str]) -> str:
-    n = int(match.group())
-    if n < 20:
-        return _ONES[n]
-    if n < 100:
-        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
-    return match.group()
-
-
-def normalise_en(text: str) -> str:
-    """Lower case, digits as words (Whisper writes 3:30), no punctuation."""
-    text = re.sub(r"\d+", _number_words, text.lower())
-    return " ".join(re.sub(r"[^a-z' ]+", " ", text).split())
 
 
 def normalise_ja(text: str) -> str:
@@ -128,7 +88,7 @@ def flite_speech(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, st
     silence = bytes(16000)
     return [
         (voice, text, silence + speak(text, voice, directory) + silence)
-        for voice in VOICES
+        for voice in ENGLISH_VOICES
         for text in SENTENCES
     ]
 
@@ -144,7 +104,7 @@ async def test_english_voices_streamed_at_once_in_real_time(
     )
     assert all(t.close_code == 1000 for t in transcripts)
     refs = [text for _, text, _ in flite_speech]
-    hyps = [normalise_en(t.text) for t in transcripts]
+    hyps = [english_words(t.text) for t in transcripts]
     pairs = list(zip(refs, hyps, strict=True))
     slt = [i for i, (voice, _, _) in enumerate(flite_speech) if voice == "slt"]
     assert jiwer.wer([refs[i] for i in slt], [hyps[i] for i in slt]) <= 0.2, pairs
@@ -216,18 +176,11 @@ async def test_pings_are_answered_while_finals_decode(japanese: str) -> None:
 async def test_capacity_is_refused_at_the_handshake(japanese: str) -> None:
     """Beyond ENGINE_CAPACITY sessions, HTTP 503; an eof without audio is an empty segment."""
     async with asyncio.timeout(TIMEOUT):
-        held = [await connect(japanese, open_timeout=TIMEOUT) for _ in range(CAPACITY)]
-        try:
-            with pytest.raises(InvalidStatus) as refused:
-                await connect(japanese, open_timeout=TIMEOUT)
-            assert refused.value.response.status_code == 503
+        async with at_capacity(japanese, CAPACITY) as held:
             ws = held.pop()
             await ws.send(EOF_TEXT)
             assert json.loads(await ws.recv()) == {"text": ""}
             assert await drain(ws) == ([], 1000)
-        finally:
-            for ws in held:
-                await ws.close()
 
 
 def test_a_bad_model_directory_stops_the_engine_naming_the_setting(tmp_path: Path) -> None:

@@ -8,9 +8,10 @@ real; everything else runs on fakes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -318,6 +319,27 @@ class GatedDecode:
         return [_decoded("w") for _ in batch]
 
 
+@contextlib.asynccontextmanager
+async def _one_slot(max_batch: int) -> AsyncIterator[tuple[GatedDecode, Stats, DecodeScheduler]]:
+    """A scheduler of one decode slot over a gated decode; the gate opens on the way out."""
+    decode = GatedDecode()
+    stats = Stats()
+    scheduler = DecodeScheduler(decode, parallel=1, max_batch=max_batch, stats=stats)
+    try:
+        yield decode, stats, scheduler
+    finally:
+        decode.gate.set()
+        await scheduler.aclose()
+
+
+def _asking_partial(scheduler: DecodeScheduler, **settings: float) -> Client:
+    """A session with a second of tone, whose partial it has asked the scheduler for."""
+    client = Client(_stream(**settings))
+    client.stream.feed(_tone(1.0))
+    scheduler.request_partial(client)
+    return client
+
+
 async def _settle(stats: Stats, until: Callable[[], bool]) -> None:
     async with asyncio.timeout(10):
         while not until():
@@ -326,18 +348,11 @@ async def _settle(stats: Stats, until: Callable[[], bool]) -> None:
 
 
 async def test_finals_run_before_partials_and_partials_are_skipped_when_behind() -> None:
-    decode = GatedDecode()
-    stats = Stats()
-    scheduler = DecodeScheduler(decode, parallel=1, max_batch=2, stats=stats)
-    try:
-        busy = Client(_stream())
-        busy.stream.feed(_tone(1.0))
-        scheduler.request_partial(busy)  # takes the only slot, blocked at the gate
-        clients = [Client(_stream(partial_interval=0.5)) for _ in range(3)]
+    async with _one_slot(max_batch=2) as (decode, stats, scheduler):
+        _asking_partial(scheduler)  # takes the only slot, blocked at the gate
+        clients = [_asking_partial(scheduler, partial_interval=0.5) for _ in range(3)]
         for client in clients:
-            client.stream.feed(_tone(1.0))
-            scheduler.request_partial(client)
-            scheduler.request_partial(client)  # one request per session, never a queue
+            scheduler.request_partial(client)  # asked again: one per session, never a queue
         finals = [Client(_stream()) for _ in range(3)]
         for client in finals:
             (utterance,) = client.stream.feed(np.concatenate([_tone(1.0), _silence(1.0)]))
@@ -346,8 +361,6 @@ async def test_finals_run_before_partials_and_partials_are_skipped_when_behind()
             client.stream.feed(_tone(1.2))  # more partials fall due while the engine is busy
         decode.gate.set()
         await _settle(stats, lambda: len(stats.batches) == 5)
-    finally:
-        await scheduler.aclose()
     # The partial that was running; the first final at once, beside it, in a slot of its own;
     # the other two finals batched; only then the three waiting partials (batches of ≤ 2).
     assert decode.calls == [(False, 1), (True, 1), (True, 2), (False, 2), (False, 1)]
@@ -356,22 +369,13 @@ async def test_finals_run_before_partials_and_partials_are_skipped_when_behind()
 
 
 async def test_a_closed_utterance_drops_its_pending_partial() -> None:
-    decode = GatedDecode()
-    stats = Stats()
-    scheduler = DecodeScheduler(decode, parallel=1, max_batch=4, stats=stats)
-    try:
-        blocker = Client(_stream())
-        blocker.stream.feed(_tone(1.0))
-        scheduler.request_partial(blocker)
-        client = Client(_stream())
-        client.stream.feed(_tone(1.0))
-        scheduler.request_partial(client)
+    async with _one_slot(max_batch=4) as (decode, stats, scheduler):
+        _asking_partial(scheduler)  # takes the only slot, blocked at the gate
+        client = _asking_partial(scheduler)
         (utterance,) = client.stream.feed(_silence(1.0))
         scheduler.submit_final(client, utterance)
         decode.gate.set()
         await _settle(stats, lambda: len(stats.batches) == 2)
-    finally:
-        await scheduler.aclose()
     assert decode.calls == [(False, 1), (True, 1)]  # no partial of a closed utterance
     assert client.deliveries == 1
 
@@ -432,26 +436,23 @@ def _pcm(samples: np.ndarray) -> bytes:
 
 async def test_a_session_far_ahead_of_its_decodes_waits_for_them() -> None:
     """Past MAX_UNDECODED closed utterances, a frame's reply waits for the oldest final."""
-    decode = GatedDecode()
-    stats = Stats()
-    scheduler = DecodeScheduler(decode, parallel=1, max_batch=1, stats=stats)
-    session = WhisperSession(FakeRecognition(scheduler, decode_timeout=10), "s")  # type: ignore[arg-type]
-    utterance = _pcm(np.concatenate([_tone(0.6), _silence(0.8)]))
-    try:
-        for _ in range(MAX_UNDECODED):
-            assert await session.accept(utterance) == Partial("")  # answered at once
-        blocked = asyncio.ensure_future(session.accept(utterance))
-        await asyncio.sleep(0)  # let it run up to its wait
-        assert not blocked.done()
-        decode.gate.set()
-        async with asyncio.timeout(10):
-            reply = await blocked
-        assert isinstance(reply, Segment)
-        final = await session.finish(b"")
-        assert isinstance(final, Segment)
-    finally:
-        await session.aclose()
-        await scheduler.aclose()
+    async with _one_slot(max_batch=1) as (decode, _, scheduler):
+        session = WhisperSession(FakeRecognition(scheduler, decode_timeout=10), "s")  # type: ignore[arg-type]
+        utterance = _pcm(np.concatenate([_tone(0.6), _silence(0.8)]))
+        try:
+            for _ in range(MAX_UNDECODED):
+                assert await session.accept(utterance) == Partial("")  # answered at once
+            blocked = asyncio.ensure_future(session.accept(utterance))
+            await asyncio.sleep(0)  # let it run up to its wait
+            assert not blocked.done()
+            decode.gate.set()
+            async with asyncio.timeout(10):
+                reply = await blocked
+            assert isinstance(reply, Segment)
+            final = await session.finish(b"")
+            assert isinstance(final, Segment)
+        finally:
+            await session.aclose()
 
 
 async def test_eof_gives_up_when_no_final_comes() -> None:

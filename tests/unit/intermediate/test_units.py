@@ -15,15 +15,7 @@ from services.intermediate.pool import EngineState, EngineTarget, PoolSettings
 from services.intermediate.server import validate_start
 from tests.support.grpc_client import start_request
 
-POOL = PoolSettings(
-    capacity=4,
-    idle_connections=2,
-    connect_timeout=1,
-    ping_interval=1,
-    ping_timeout=1,
-    backoff_initial=0.2,
-    backoff_max=5,
-)
+POOL = PoolSettings.of(Settings(idle_connections=2))
 
 
 def test_engines_setting_is_a_comma_separated_list_of_websocket_urls() -> None:
