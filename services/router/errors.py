@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import grpc
 
+from services.common import grpc_util
+
 # Backend failures the router may hide by trying another backend.
 RETRYABLE_AT_START = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
 RETRYABLE_MID_SESSION = frozenset({grpc.StatusCode.UNAVAILABLE})
@@ -55,3 +57,9 @@ class BackendFailed(RouterError):
     def __init__(self, status: grpc.StatusCode, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+    @classmethod
+    def of_call(cls, code: grpc.StatusCode, details: str | None) -> BackendFailed:
+        """A backend call's end as the router must treat it: a status lost to a write
+        racing the backend's end counts as UNAVAILABLE (grpc_util.peer_status)."""
+        return cls(grpc_util.peer_status(code, details or ""), details or code.name)
