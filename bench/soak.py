@@ -3,19 +3,25 @@
     .venv/bin/python -m bench.soak                    # 180 s, the defaults below
     .venv/bin/python -m bench.soak --duration 300 --rate 3 --seed 7
 
-Two intermediates per language, two engine_stub engines behind each, one router, one
-endpoint, all real processes on free loopback ports. Sessions start at a steady rate and
-stream seeded noise at real time; engine_stub's final text (`bytes=N sha256=H`) proves that
-no audio was lost or duplicated, whatever failed over. Meanwhile a scheduler kills, hangs
-(SIGSTOP/SIGCONT), slows (short SIGSTOP bursts) and restarts engines, intermediates and the
-router, and once in the run SIGTERMs every tier in turn (a rolling restart).
+Two intermediates per language, two engine_stub engines behind each, two routers (the
+endpoint balances over those that are SERVING), one endpoint, all real processes on free
+loopback ports. Sessions start at a steady rate and stream seeded noise at real time;
+engine_stub's final text (`bytes=N sha256=H`) proves that no audio was lost or duplicated,
+whatever failed over. Meanwhile a scheduler kills, hangs (SIGSTOP/SIGCONT), slows (short
+SIGSTOP bursts) and restarts engines, intermediates and routers, one fault at a time, and
+once in the run SIGTERMs every process of every tier in turn (a rolling restart); sessions
+go on starting until the faults are over.
 
 Every session ends in one of: `ok` (the right text), a documented error (its code and close
 code, docs/protocol.md), a documented refusal (HTTP status at the handshake), `unreachable`
-(the endpoint was restarting), or a failure: `wrong_text`, `hung`, `undocumented`. After the
-run, with the faults over: no busy slot, no session count, no outstanding backend count,
-and no task or file descriptor above each process's own baseline. The run exits 1 on any
-failure or leak, and writes its report to bench/results/soak-<ts>.json.
+(the endpoint was restarting), or a failure: `wrong_text`, `hung`, `undocumented`. A session
+that began (not refused, not unreachable) and did not end ok is `lost_keepable` unless it met
+a killed router (the one fault no tier can hide). After the run, with the faults over: no busy
+slot, no session count, no outstanding backend count, and no task or file descriptor above
+each process's baseline (taken once it is in use and its connections are up: at the start,
+and again after each restart). The run exits 1 on any failure, lost session or leak, copies
+every process's log to bench/results/soak-logs/ then, and writes its report to
+bench/results/soak-<ts>.json. docs/operations.md, "Chaos soak", has the results.
 """
 
 from __future__ import annotations
@@ -295,8 +301,15 @@ class SoakStack:
         backends = {f"{HOST}:{p.grpc_port}" for p in self.tier("intermediate")}
 
         async def warm() -> bool:
-            if proc.tier == "intermediate":  # a health watch from each router
-                return proc.connections(local=proc.grpc_port) >= len(routers)
+            if proc.tier == "intermediate":  # every router watches it (a task each)
+                address = f"{HOST}:{proc.grpc_port}"
+                for router in routers:
+                    with contextlib.suppress(httpx.HTTPError, ValueError):
+                        body = (await client.get(router.ready_url, timeout=2)).json()
+                        if address in _healthy_addresses(body):
+                            continue
+                    return False
+                return True
             if proc.tier == "router":  # watches every backend; the endpoint's channel
                 with contextlib.suppress(httpx.HTTPError, ValueError):
                     body = (await client.get(proc.ready_url, timeout=2)).json()
@@ -561,7 +574,13 @@ async def leaks_after_quiet(
     deadline = time.monotonic() + seconds
     while True:
         found = await leaks(stack, client)
-        if not found or time.monotonic() >= deadline:
+        if not found:
+            return found
+        if time.monotonic() >= deadline:
+            for proc in stack.procs.values():
+                if proc.tier != "engine":  # engine_stub has no SIGUSR1 handler: it would die
+                    proc.signal(signal.SIGUSR1)  # each logs its tasks, for the post-mortem
+            await asyncio.sleep(1)
             return found
         await asyncio.sleep(1)
 
@@ -574,6 +593,7 @@ async def settle(stack: SoakStack, client: httpx.AsyncClient, seconds: float) ->
 
 async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     rng = random.Random(args.seed)
+    load_at_start = round(os.getloadavg()[0], 2)
     stack = SoakStack(workdir)
     outcomes: list[Outcome] = []
     async with httpx.AsyncClient() as client:
@@ -608,7 +628,10 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         finally:
             await stack.stop()
     attribute_faults(outcomes, chaos.faults)
-    return report(args, outcomes, chaos.faults, leaked)
+    result = report(args, outcomes, chaos.faults, leaked)
+    # The machine is shared: how busy it was says how much the timings were squeezed.
+    result["load_average_1m"] = {"start": load_at_start, "end": round(os.getloadavg()[0], 2)}
+    return result
 
 
 def attribute_faults(outcomes: list[Outcome], faults: list[Fault]) -> None:

@@ -127,8 +127,8 @@ async def test_cancelled_failover_gives_every_backend_slot_back() -> None:
     pool, servers = await start([failing, hanging])
 
     async def two_frames_then_silence() -> AsyncIterator[pb.RecognizeRequest]:
-        # Nothing is written while the backend fails: a write racing its status can turn
-        # UNAVAILABLE into INTERNAL (grpc/grpc#36066), which is not failed over.
+        # Nothing is written while the backend fails: this test is about the counts; the
+        # write racing the backend's end is test_a_write_racing_the_backends_end_...
         for _ in range(2):
             yield pb.RecognizeRequest(audio=FRAME)
         await asyncio.Event().wait()
