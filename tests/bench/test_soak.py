@@ -134,6 +134,9 @@ def test_a_session_that_began_must_end_ok_unless_a_router_was_killed() -> None:
         "error: 1011 backend_unavailable (faults ['kill-engine'])",
         "error: 1011 internal_error (faults [])",
     ]
+    assert result["excused"] == [
+        "error: 1011 backend_unavailable (faults ['hang-engine', 'kill-router'])"
+    ]
     assert result["failures"] == []
     assert result["outcomes"] == {"ok": 1, "error": 3, "refused": 1, "unreachable": 1}
     assert result["faults"] == {"kill-engine": 1}
