@@ -533,7 +533,7 @@ async def leaks(stack: SoakStack, client: httpx.AsyncClient) -> list[str]:
             found.append(f"{proc.name}: busy {body.get('busy_slots')}, active {body}")
         tasks = int(body.get("tasks", 0))
         if tasks > proc.baseline.get("tasks", tasks):
-            found.append(f"{proc.name}: {tasks} tasks, {proc.baseline['tasks']} at start")
+            found.append(f"{proc.name}: {tasks} tasks, baseline {proc.baseline['tasks']}")
     for proc in stack.tier("router"):
         router = await _json(client, proc.ready_url)
         if router.get("active_sessions") or router.get("shadow_sessions"):
@@ -550,7 +550,7 @@ async def leaks(stack: SoakStack, client: httpx.AsyncClient) -> list[str]:
     for proc in stack.procs.values():
         fds = proc.fds()
         if fds > proc.baseline.get("fds", fds):
-            found.append(f"{proc.name}: {fds} file descriptors, {proc.baseline['fds']} at start")
+            found.append(f"{proc.name}: {fds} file descriptors, baseline {proc.baseline['fds']}")
     return found
 
 
