@@ -53,6 +53,22 @@ def balanced_channel_options(address: str) -> list[tuple[str, Any]]:
     return options
 
 
+# grpc/grpc#36066: when a client's write races the server ending the call, grpc-python
+# replaces the server's status with this one (a local failure of the write), whichever
+# status the server sent. The server ended the call; only why is lost.
+LOCAL_WRITE_FAILURE_DETAILS = "Internal error from Core"
+
+
+def peer_status(code: grpc.StatusCode, details: str) -> grpc.StatusCode:
+    """The status a call ended with, as this side must treat it. The INTERNAL that stands
+    in for a status lost to a racing write (above) is UNAVAILABLE: the peer ended the call
+    and may be retried or failed over, as for a broken transport. Every other status is
+    the peer's own."""
+    if code == grpc.StatusCode.INTERNAL and details == LOCAL_WRITE_FAILURE_DETAILS:
+        return grpc.StatusCode.UNAVAILABLE
+    return code
+
+
 # The end of a stream read with call.read(); grpc-stubs (1.53) does not know it yet.
 EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]
 

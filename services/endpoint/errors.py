@@ -70,6 +70,7 @@ def refusal_from_grpc(
     status: grpc.StatusCode, details: str, trailing: Any, retry_after: int
 ) -> Refusal:
     """What the client hears when the backend did not accept the session."""
+    status = grpc_util.peer_status(status, details)
     if status == grpc.StatusCode.NOT_FOUND:
         # The router's own words about the request (the supported languages or processes).
         languages = grpc_util.metadata_value(trailing, grpc_util.SUPPORTED_LANGUAGES_KEY)
@@ -91,6 +92,7 @@ def refusal_from_grpc(
 
 def session_error_from_grpc(status: grpc.StatusCode, details: str) -> SessionError:
     """What the client hears when the backend fails after the upgrade."""
+    status = grpc_util.peer_status(status, details)
     _logged(status, details)
     if status == grpc.StatusCode.RESOURCE_EXHAUSTED:
         return SessionError(CLOSE_TRY_AGAIN, "overloaded", "the backend is overloaded", True)

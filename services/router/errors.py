@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import grpc
 
+from services.common import grpc_util
 from services.common.errors import BadStart, Draining, ServiceError
 
 __all__ = [
@@ -50,3 +51,9 @@ class BackendFailed(ServiceError):
     def __init__(self, status: grpc.StatusCode, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+    @classmethod
+    def of_call(cls, code: grpc.StatusCode, details: str | None) -> BackendFailed:
+        """A backend call's end as the router must treat it: a status lost to a write
+        racing the backend's end counts as UNAVAILABLE (grpc_util.peer_status)."""
+        return cls(grpc_util.peer_status(code, details or ""), details or code.name)

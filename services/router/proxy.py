@@ -83,7 +83,7 @@ class ProxySession:
                 f"{backend.address} did not accept within {self.settings.accept_timeout:g} s",
             ) from None
         except grpc.aio.AioRpcError as exc:
-            raise BackendFailed(exc.code(), exc.details() or exc.code().name) from exc
+            raise BackendFailed.of_call(exc.code(), exc.details()) from exc
         except BaseException:  # cancelled: the backend must not keep a session for nobody
             call.cancel()
             raise
@@ -98,10 +98,9 @@ class ProxySession:
     @staticmethod
     async def _raise_call_status(call: Call) -> None:
         code = await call.code()
-        details = await call.details()
         if code == grpc.StatusCode.OK:
-            code, details = grpc.StatusCode.INTERNAL, "backend ended the session early"
-        raise BackendFailed(code, details or code.name)
+            raise BackendFailed(grpc.StatusCode.INTERNAL, "backend ended the session early")
+        raise BackendFailed.of_call(code, await call.details())
 
     async def connect(self, retryable: frozenset[grpc.StatusCode]) -> pb.Accepted:
         """Put the session on the least loaded healthy backend, trying others on failure."""
@@ -214,8 +213,8 @@ class ProxySession:
                 if reply is grpc_util.EOF:
                     await self._raise_call_status(self.call)
             except grpc.aio.AioRpcError as exc:
-                error = BackendFailed(exc.code(), exc.details() or exc.code().name)
-                if exc.code() not in RETRYABLE_MID_SESSION:
+                error = BackendFailed.of_call(exc.code(), exc.details())
+                if error.status not in RETRYABLE_MID_SESSION:
                     raise error from None
                 await self._failover(error)
                 continue

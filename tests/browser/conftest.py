@@ -26,7 +26,7 @@ from tests.support.stack import Stack
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
 
 ARTIFACTS = ROOT / "test-artifacts"
-FIXTURES = ROOT / "tests" / "fixtures"
+
 TOKEN = "demo-test-token"
 SHORT_SESSION_S = 2
 LAUNCH_TIMEOUT_MS = 30_000

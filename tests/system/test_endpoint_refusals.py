@@ -11,10 +11,10 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.support.client import mimi_headers, refusal
-from tests.support.http import get_json_blocking
+from tests.support.http import get_json, get_json_blocking
 from tests.support.processes import Service
 from tests.support.stack import Stack
-from tests.support.timing import poll_until
+from tests.support.timing import eventually, poll_until
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,14 @@ async def test_allowed_origin_is_accepted(endpoints: Endpoints) -> None:
     async with connect(endpoints.open, additional_headers=headers, open_timeout=10) as ws:
         assert ws.response is not None
         assert ws.response.status_code == 101
+    # The session counts against the cap of one until the endpoint has seen the close:
+    # the next test must not meet it (on a loaded machine it did, as too_many_sessions).
+    readiness = endpoints.open.replace("ws://", "http://") + "readiness"
+
+    async def ended() -> bool:
+        return not (await get_json(readiness))[1]["active_sessions"]
+
+    await eventually(ended, within=10, what="the session did not end")
 
 
 async def test_no_healthy_backend_is_503_with_retry_after(endpoints: Endpoints) -> None:

@@ -85,3 +85,15 @@ def test_backend_details_never_reach_the_client(
         assert "intermediate-ja" not in message
         assert message
     assert INTERNAL_DETAILS in caplog.text
+
+
+def test_a_status_lost_to_a_racing_write_is_backend_unavailable() -> None:
+    """When the endpoint's write races the router ending the call, grpc-python reports
+    INTERNAL "Internal error from Core" instead of the router's status (grpc/grpc#36066):
+    the router ended the session, so the client hears the retryable backend_unavailable
+    (503 before the upgrade, 1011 after it), not internal_error."""
+    lost = grpc_util.LOCAL_WRITE_FAILURE_DETAILS
+    refusal = refusal_from_grpc(Code.INTERNAL, lost, (), 7)
+    assert (refusal.status, refusal.code, refusal.retryable) == (503, "backend_unavailable", True)
+    error = session_error_from_grpc(Code.INTERNAL, lost)
+    assert (error.close_code, error.code, error.retryable) == (1011, "backend_unavailable", True)

@@ -127,8 +127,8 @@ async def test_cancelled_failover_gives_every_backend_slot_back() -> None:
     pool, servers = await start([failing, hanging])
 
     async def two_frames_then_silence() -> AsyncIterator[pb.RecognizeRequest]:
-        # Nothing is written while the backend fails: a write racing its status can turn
-        # UNAVAILABLE into INTERNAL (grpc/grpc#36066), which is not failed over.
+        # Nothing is written while the backend fails: this test is about the counts; the
+        # write racing the backend's end is test_a_write_racing_the_backends_end_...
         for _ in range(2):
             yield pb.RecognizeRequest(audio=FRAME)
         await asyncio.Event().wait()
@@ -147,3 +147,36 @@ async def test_cancelled_failover_gives_every_backend_slot_back() -> None:
         assert [b.outstanding for b in pool.backends.values()] == [0, 0]
     finally:
         await stop(pool, servers)
+
+
+async def test_a_write_racing_the_backends_end_still_fails_over() -> None:
+    """A backend that ends the call (UNAVAILABLE) while the router is still writing audio to
+    it is failed over. grpc-python may report such a call as INTERNAL "Internal error from
+    Core" instead of the backend's status (grpc/grpc#36066); the session must not be lost
+    to that. Audio is pushed unpaced in large frames, so a write is pending when the
+    backend ends; 10 sessions make the race all but certain on the old code."""
+    big = FRAME * 20  # 32 KB: the writes outrun the HTTP/2 window and wait on it
+    for _ in range(10):
+        fakes = [FakeBackend(fail_after=1), FakeBackend()]
+        pool, servers = await start(fakes)
+        try:
+            proxy = session(pool)  # round-robin starts with the first, failing, backend
+            await proxy.connect(RETRYABLE_AT_START)
+
+            async def unpaced() -> AsyncIterator[pb.RecognizeRequest]:
+                for _ in range(24):
+                    yield pb.RecognizeRequest(audio=big)
+                yield pb.RecognizeRequest(end=pb.End())
+
+            pump = asyncio.create_task(proxy.pump_client(unpaced()))
+            try:
+                async with asyncio.timeout(20):
+                    replies = [reply async for reply in proxy.relay()]
+            finally:
+                pump.cancel()
+                await asyncio.gather(pump, return_exceptions=True)
+                proxy.close()
+            assert proxy.failovers == 1
+            assert replies[-1].finished.text == " ".join(f"s{i}" for i in range(24))
+        finally:
+            await stop(pool, servers)
