@@ -15,7 +15,8 @@ import pytest
 import soundfile
 from playwright.sync_api import Page
 
-from tests.browser.conftest import FIXTURES, SHORT_SESSION_S, TOKEN, Servers, Tab, wait_for
+from tests.browser.conftest import SHORT_SESSION_S, TOKEN, Servers, Tab, wait_for
+from tests.support.audio import FIXTURES
 from tests.system.engine.engine_helpers import speak
 
 pytestmark = pytest.mark.slow
