@@ -77,8 +77,3 @@ class Monitor:
             )
             for name, procs in self.groups.items()
         }
-
-
-def machine_cpu_percent_per_core() -> list[float]:
-    """Each core's busy percentage since the last call (psutil's own bookkeeping)."""
-    return [float(x) for x in psutil.cpu_percent(percpu=True)]
